@@ -1,0 +1,1 @@
+"""imgcls: a reproducible image-classification pipeline on DVC."""

@@ -1,0 +1,25 @@
+"""Shared entry-point plumbing for the `stages/` scripts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from imgcls.errors import ImgclsError
+
+
+def stage_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="the params file (DVC reads params.yaml)")
+    return parser
+
+
+def stage_main(main: Callable[[], None]) -> None:
+    """Run a stage; bad input ends in one clear line on stderr and exit code 1, not a traceback."""
+    try:
+        main()
+    except ImgclsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

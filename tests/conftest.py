@@ -1,0 +1,87 @@
+"""Shared fixtures: tiny COCO dicts and a throw-away copy of the repository for end-to-end runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "data", "tests", "benchmarks", "cache", "tmp", "__pycache__", "*.egg-info")
+
+
+def coco_dict(images: list[tuple[int, list[tuple[int, int]]]], categories: dict[int, str]) -> dict:
+    """A COCO dict from [(image_id, [(category_id, iscrowd), ...]), ...]."""
+    anns = []
+    for image_id, members in images:
+        for category_id, crowd in members:
+            anns.append(
+                {"id": len(anns) + 1, "image_id": image_id, "category_id": category_id, "bbox": [0, 0, 4, 4], "area": 16.0, "iscrowd": crowd}
+            )
+    return {
+        "images": [{"id": i, "file_name": f"{i:012d}.png", "width": 40, "height": 30} for i, _ in images],
+        "annotations": anns,
+        "categories": [{"id": cid, "name": name} for cid, name in categories.items()],
+    }
+
+
+def tool_env() -> dict[str, str]:
+    """Environment for the real git and dvc command lines: this venv first, a fixed identity, no analytics."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(
+        GIT_AUTHOR_NAME="imgcls tests",
+        GIT_AUTHOR_EMAIL="tests@imgcls.invalid",
+        GIT_COMMITTER_NAME="imgcls tests",
+        GIT_COMMITTER_EMAIL="tests@imgcls.invalid",
+        DVC_NO_ANALYTICS="1",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+class Repo:
+    """A temporary copy of this project, driven through the real `git` and `dvc` CLIs."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = tool_env()
+
+    def run(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(args, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+        return result
+
+    def params(self) -> dict:
+        return yaml.safe_load((self.root / "params.yaml").read_text())
+
+    def set_params(self, updates: dict[str, dict]) -> None:
+        params = self.params()
+        for section, values in updates.items():
+            params.setdefault(section, {}).update(values)
+        (self.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def commit(self, message: str) -> None:
+        self.run("git", "add", "-A")
+        self.run("git", "commit", "-q", "-m", message)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repo:
+    """A fresh git + DVC repository holding this project's pipeline, with no data or lock file."""
+    root = tmp_path / "project"
+    shutil.copytree(REPO, root, ignore=COPY_IGNORE)
+    for generated in ("dvc.lock",):
+        (root / generated).unlink(missing_ok=True)
+    shutil.rmtree(root / "metrics", ignore_errors=True)
+    (root / "metrics").mkdir()
+    repo = Repo(root)
+    repo.run("git", "init", "-q", "-b", "main")
+    repo.commit("project copy")
+    return repo
