@@ -1,0 +1,37 @@
+"""The normalize stage's work: every image to exactly size x size, RGB, 8-bit."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal
+
+from tqdm import tqdm
+
+from imgcls.atomic import atomic_dir
+from imgcls.images import read_image, to_rgb8, to_square, write_png
+from imgcls.manifest import read_csv, write_csv
+
+MANIFEST_COLUMNS = ("id", "category", "file")
+
+
+def normalize_images(extracted_dir: Path, out_dir: Path, size: int, resize: Literal["pad", "stretch"]) -> int:
+    """Write viewable `out_dir/images/<id>.png` and `out_dir/manifest.csv`; return the image count."""
+    rows = read_csv(extracted_dir / "manifest.csv", ("id", "category", "file"))
+
+    def normalize_one(row: dict[str, str], out_images: Path) -> dict[str, object]:
+        rgb = to_square(to_rgb8(read_image(extracted_dir / row["file"])), size, resize)
+        file = f"{row['id']}.png"
+        write_png(out_images / file, rgb, rgb=True)
+        return {"id": row["id"], "category": row["category"], "file": f"images/{file}"}
+
+    with atomic_dir(out_dir) as tmp:
+        out_images = tmp / "images"
+        out_images.mkdir()
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            out_rows = list(
+                tqdm(pool.map(lambda r: normalize_one(r, out_images), rows), total=len(rows), desc="normalize", unit="img")
+            )
+        write_csv(tmp / "manifest.csv", out_rows, MANIFEST_COLUMNS)
+    return len(out_rows)

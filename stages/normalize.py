@@ -1,0 +1,23 @@
+"""DVC stage `normalize`: every image to exactly size x size, RGB, 8-bit."""
+
+from pathlib import Path
+
+from imgcls.cli import stage_main, stage_parser
+from imgcls.normalization import normalize_images
+from imgcls.params import ExtractParams, NormalizeParams, load_params
+
+
+def main() -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--extracted", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    extract: ExtractParams
+    params: NormalizeParams
+    extract, params = load_params(args.params, "extract", "normalize")
+    count = normalize_images(args.extracted, args.out, extract.size, params.resize)
+    print(f"normalize: {count} images at {extract.size}x{extract.size} ({params.resize}) -> {args.out}")
+
+
+if __name__ == "__main__":
+    stage_main(main)

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgcls.images import fit_within, read_image, to_rgb8, to_square
+
+
+def test_grayscale_becomes_three_equal_channels():
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    rgb = to_rgb8(gray)
+    assert rgb.shape == (3, 4, 3) and rgb.dtype == np.uint8
+    assert (rgb[..., 0] == gray).all() and (rgb[..., 1] == gray).all() and (rgb[..., 2] == gray).all()
+
+
+def test_bgr_is_reordered_to_rgb():
+    bgr = np.zeros((2, 2, 3), np.uint8)
+    bgr[..., 0] = 255  # pure blue in OpenCV's order
+    assert to_rgb8(bgr)[0, 0].tolist() == [0, 0, 255]
+
+
+def test_transparent_pixels_composite_onto_white_and_opaque_keep_colour():
+    bgra = np.zeros((1, 3, 4), np.uint8)
+    bgra[0, 0] = (0, 0, 255, 0)  # red, fully transparent
+    bgra[0, 1] = (0, 0, 255, 255)  # red, opaque
+    bgra[0, 2] = (0, 0, 0, 128)  # black, half transparent
+    rgb = to_rgb8(bgra)
+    assert rgb[0, 0].tolist() == [255, 255, 255]
+    assert rgb[0, 1].tolist() == [255, 0, 0]
+    assert rgb[0, 2].tolist() == [127, 127, 127]
+
+
+def test_sixteen_bit_is_scaled_down_not_clipped():
+    deep = np.array([[0, 257 * 128, 65535, 1000]], dtype=np.uint16)
+    assert to_rgb8(deep)[0, :, 0].tolist() == [0, 128, 255, 4]
+
+
+def test_palette_png_is_expanded(tmp_path):
+    palette = Image.new("P", (4, 2))
+    palette.putpalette([10, 20, 30, 200, 100, 50] + [0] * 762)
+    palette.putdata([0, 1, 0, 1, 1, 0, 1, 0])
+    path = tmp_path / "palette.png"
+    palette.save(path)
+    rgb = to_rgb8(read_image(path))
+    assert rgb.shape == (2, 4, 3)
+    assert rgb[0, 0].tolist() == [10, 20, 30] and rgb[0, 1].tolist() == [200, 100, 50]
+
+
+def test_read_image_names_the_file_on_garbage(tmp_path):
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"not an image")
+    with pytest.raises(Exception, match="broken.png"):
+        read_image(path)
+
+
+def test_fit_within_keeps_aspect_ratio():
+    assert fit_within(np.zeros((60, 120, 3), np.uint8), 32).shape == (16, 32, 3)
+    assert fit_within(np.zeros((10, 20), np.uint8), 40).shape == (20, 40)
+
+
+def test_pad_keeps_aspect_and_fills_black_while_stretch_fills_the_square():
+    wide = np.full((20, 40, 3), 200, np.uint8)
+    padded = to_square(wide, 32, "pad")
+    stretched = to_square(wide, 32, "stretch")
+    assert padded.shape == stretched.shape == (32, 32, 3)
+    assert (padded[:8] == 0).all() and (padded[8:24] == 200).all() and (padded[24:] == 0).all()
+    assert (stretched == 200).all()
+
+
+def test_resize_uses_area_interpolation_when_shrinking():
+    checker = (np.indices((96, 96)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    small = fit_within(checker, 32)
+    # INTER_AREA averages each 3x3 block to gray; nearest or linear would sample single black/white pixels.
+    assert small.min() > 100 and small.max() < 160
