@@ -1,0 +1,44 @@
+"""DVC stage `augment`: oversample minority classes of the train split only."""
+
+from pathlib import Path
+
+import numpy as np
+
+from imgcls.atomic import atomic_dir
+from imgcls.augment import oversample, preview_grid
+from imgcls.cli import stage_main, stage_parser
+from imgcls.manifest import read_csv, write_csv
+from imgcls.params import AugmentParams, load_params
+from imgcls.splits import load_split, read_classes, save_split
+
+
+def main() -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--processed", type=Path, required=True, help="the split stage's folder")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the augmented train arrays")
+    parser.add_argument("--provenance", type=Path, required=True, help="augmented.csv: id,source_id,label")
+    parser.add_argument("--preview", type=Path, required=True, help="PNG grid of augmented samples")
+    args = parser.parse_args()
+    params: AugmentParams
+    (params,) = load_params(args.params, "augment")
+    classes = read_classes(args.processed / "classes.json")
+    train = load_split(args.processed / "train", mmap=False)
+    if params.enabled:
+        # New ids start past every id in any split, so provenance can never point at val/test.
+        all_ids = [int(r["id"]) for r in read_csv(args.processed / "splits.csv", ("id",))]
+        result, sources = oversample(
+            train, params.target, params.rotation_deg, params.scale, params.hflip, params.seed, max(all_ids) + 1
+        )
+    else:
+        result, sources = train, train.ids.copy()
+    with atomic_dir(args.out) as tmp:
+        save_split(tmp, result)
+    rows = [{"id": int(i), "source_id": int(s), "label": classes[int(label)]} for i, s, label in zip(result.ids, sources, result.labels)]
+    write_csv(args.provenance, rows, ("id", "source_id", "label"))
+    preview_grid(args.preview, result, sources, classes)
+    counts = np.bincount(result.labels, minlength=len(classes))
+    print(f"augment: train {len(train.ids)} -> {len(result.ids)}; per class {dict(zip(classes, counts.tolist()))}")
+
+
+if __name__ == "__main__":
+    stage_main(main)
