@@ -1,0 +1,178 @@
+"""Torchvision ImageNet networks with a new classification head, optional weights and frozen layers.
+
+Freezing only sets `requires_grad=False`: BatchNorm layers in frozen parts still
+update their running statistics in `train()` mode.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torchvision
+from torch import nn
+
+from imgcls.errors import ImgclsError
+
+FREEZE_MODES = ("none", "backbone", "last_block")
+# These networks downsample 32x: a smaller image reaches the last stage as one zero-padded pixel.
+MIN_IMAGE_SIZE = 32
+
+
+class _Layout(NamedTuple):
+    head: str
+    last_block: Callable[[nn.Module], list[nn.Module]]
+
+
+_LAYOUTS: dict[str, _Layout] = {
+    "efficientnet_b0": _Layout("classifier", lambda model: [model.features[-1]]),
+    "mobilenet_v2": _Layout("classifier", lambda model: [model.features[-1]]),
+    "resnet18": _Layout("fc", lambda model: [model.layer4]),
+    "resnet50": _Layout("fc", lambda model: [model.layer4]),
+    "swin_t": _Layout("head", lambda model: [model.features[-1], model.norm]),
+}
+TORCHVISION_MODELS = tuple(sorted(_LAYOUTS))
+
+
+class ClassifierHead(nn.Sequential):
+    """The replacement head; its own type so freezing and optimisers can find it in any network."""
+
+    def __init__(self, in_features: int, num_classes: int, hidden: int | None, dropout: float) -> None:
+        if hidden is None:
+            # Dropout(0) is kept so the state_dict keys do not depend on head_dropout.
+            super().__init__(nn.Dropout(dropout), nn.Linear(in_features, num_classes))
+        else:
+            super().__init__(
+                nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_classes)
+            )
+
+
+def build(
+    name: str,
+    num_classes: int,
+    image_size: int,
+    *,
+    pretrained: bool = False,
+    weights_path: str | os.PathLike[str] | None = None,
+    freeze: str = "none",
+    head_hidden: int | None = None,
+    head_dropout: float = 0.0,
+) -> nn.Module:
+    """Build torchvision's `name` with a `num_classes` head, load any weights, then freeze."""
+    _check_options(pretrained, weights_path, freeze, head_hidden, head_dropout)
+    if image_size < MIN_IMAGE_SIZE:
+        raise ImgclsError(f"image_size {image_size} is too small; the minimum for this model is {MIN_IMAGE_SIZE}")
+    model = _imagenet_model(name, pretrained)
+    layout = _LAYOUTS[name]
+    state = None if weights_path is None else _read_state_dict(Path(weights_path))
+    imagenet_problems = [] if state is None else _problems(model, state)
+    # ImageNet files load before the head is replaced, so torchvision's published .pth files work as-is.
+    if state is not None and not imagenet_problems:
+        _load(model, state)
+    old_head = getattr(model, layout.head)
+    in_features = [m for m in old_head.modules() if isinstance(m, nn.Linear)][-1].in_features
+    setattr(model, layout.head, ClassifierHead(in_features, num_classes, head_hidden, head_dropout))
+    if state is not None and imagenet_problems:
+        project_problems = _problems(model, state)
+        if project_problems:
+            raise ImgclsError(_mismatch_message(name, num_classes, Path(weights_path), imagenet_problems, project_problems))
+        _load(model, state)
+    if freeze != "none":
+        model.requires_grad_(False)
+        trainable = [getattr(model, layout.head)]
+        if freeze == "last_block":
+            trainable += layout.last_block(model)
+        for module in trainable:
+            module.requires_grad_(True)
+    return model
+
+
+def head_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters of the replaced head; empty for classic nets, whose last layer is not a replaced head."""
+    return [p for module in model.modules() if isinstance(module, ClassifierHead) for p in module.parameters()]
+
+
+def unfreeze_all(model: nn.Module) -> None:
+    """Make every parameter trainable again, e.g. when the trainer reaches `unfreeze_at_epoch`."""
+    model.requires_grad_(True)
+
+
+def _check_options(
+    pretrained: object, weights_path: object, freeze: object, head_hidden: object, head_dropout: object
+) -> None:
+    if not isinstance(pretrained, bool):
+        raise ImgclsError(f"pretrained {pretrained!r} is not a boolean; use true or false")
+    if weights_path is not None and not isinstance(weights_path, (str, os.PathLike)):
+        raise ImgclsError(f"weights_path {weights_path!r} is not a path; use a file path or null")
+    if pretrained and weights_path is not None:
+        raise ImgclsError(
+            f"pretrained and weights_path {str(weights_path)!r} were both given; "
+            "use pretrained to download weights or weights_path for a local file, not both"
+        )
+    if freeze not in FREEZE_MODES:
+        raise ImgclsError(f"freeze {freeze!r} is not a freeze mode; valid: {', '.join(FREEZE_MODES)}")
+    if head_hidden is not None and (isinstance(head_hidden, bool) or not isinstance(head_hidden, int) or head_hidden < 1):
+        raise ImgclsError(f"head_hidden {head_hidden!r} is not a layer width; use a positive integer or null")
+    if isinstance(head_dropout, bool) or not isinstance(head_dropout, (int, float)) or not 0 <= head_dropout < 1:
+        raise ImgclsError(f"head_dropout {head_dropout!r} is not a probability; use a number in [0, 1)")
+
+
+def _imagenet_model(name: str, pretrained: bool) -> nn.Module:
+    if not pretrained:
+        return torchvision.models.get_model(name)
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    try:
+        return torchvision.models.get_model(name, weights=weights)
+    except OSError as error:
+        raise ImgclsError(
+            f"pretrained weights {weights} could not be downloaded ({error}); "
+            "on an offline machine set weights_path to a local copy instead"
+        ) from error
+
+
+def _read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
+    if not path.is_file():
+        raise ImgclsError(f"weights_path '{path}' is not a file; expected a state_dict saved with torch.save")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    # A bad file can fail anywhere in unpickling (EOFError, UnpicklingError, RuntimeError, ...).
+    except Exception as error:
+        raise ImgclsError(f"weights_path '{path}' could not be read as a state_dict: {error}") from error
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ImgclsError(
+            f"weights_path '{path}' holds a {type(state).__name__}, not a state_dict (a mapping of names to tensors)"
+        )
+    return state
+
+
+def _problems(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Why `state` does not fit `model`; empty when it loads completely."""
+    expected = model.state_dict()
+    # Files saved before PyTorch 0.4.1 (torchvision's older .pth files) have no BatchNorm batch counters.
+    missing = [f"missing {k}" for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [f"unexpected {k}" for k in state if k not in expected]
+    reshaped = [
+        f"{k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
+        for k, v in state.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
+    return missing + unexpected + reshaped
+
+
+def _load(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    # strict=False only tolerates the absent batch counters: _problems has checked everything else.
+    model.load_state_dict(state, strict=False)
+
+
+def _mismatch_message(
+    name: str, num_classes: int, path: Path, imagenet_problems: list[str], project_problems: list[str]
+) -> str:
+    problems = min(imagenet_problems, project_problems, key=len)
+    shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+    return (
+        f"weights_path '{path}' fits neither torchvision's ImageNet {name} nor this project's {name} "
+        f"with {num_classes} classes: {shown}"
+    )
