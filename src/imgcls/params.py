@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import difflib
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Collection
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from imgcls.errors import ImgclsError
 
@@ -90,12 +92,77 @@ class AugmentParams(Section):
         return scale
 
 
+class TrainParams(Section):
+    optimizer: Literal["sgd", "adam", "adamw"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    scheduler: Literal["step", "cosine", "none"] = "cosine"
+    step_size: int = Field(5, gt=0)
+    gamma: float = Field(0.1, gt=0, le=1)
+    epochs: int = Field(8, gt=0)
+    batch_size: int = Field(64, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_weights: Literal["none", "balanced"] = "none"
+    patience: int | None = Field(None, gt=0)
+    monitor: Literal["val/f1_macro", "val/acc", "val/loss"] = "val/f1_macro"
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    hflip: bool = False
+    crop_padding: int = Field(2, ge=0)
+
+    @model_validator(mode="after")
+    def _sgd_only_options(self) -> TrainParams:
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ValueError("nesterov needs optimizer: sgd with momentum > 0")
+        return self
+
+
+class ModelOptions(Section):
+    """What a `models.<name>` entry may add on top of the train settings."""
+
+    arch: str | None = None
+    dropout: float | None = Field(None, ge=0, lt=1)
+    pretrained: bool | None = None
+    weights_path: Path | None = None
+    freeze: Literal["none", "backbone", "last_block"] | None = None
+    unfreeze_at_epoch: int | None = Field(None, gt=1)
+    head_hidden: int | None = Field(None, gt=0)
+    head_dropout: float | None = Field(None, ge=0, lt=1)
+
+
+class EvaluateParams(Section):
+    misclassified: int = Field(32, ge=0)
+
+
+class EnsembleParams(Section):
+    models: list[str] = Field(min_length=2)
+    tie_break: str
+
+    @model_validator(mode="after")
+    def _tie_break_is_a_member(self) -> EnsembleParams:
+        if self.tie_break not in self.models:
+            raise ValueError(f"tie_break '{self.tie_break}' must be one of ensemble.models {self.models}")
+        return self
+
+
+class ReportParams(Section):
+    feature_image: int = Field(0, ge=0)
+
+
 PARAM_SECTIONS: dict[str, type[Section]] = {
     "sample": SampleParams,
     "extract": ExtractParams,
     "normalize": NormalizeParams,
     "split": SplitParams,
     "augment": AugmentParams,
+    "train": TrainParams,
+    "models": Section,
+    "evaluate": EvaluateParams,
+    "ensemble": EnsembleParams,
+    "report": ReportParams,
 }
 
 
@@ -106,11 +173,10 @@ def _key_path(section: str, loc: tuple[int | str, ...]) -> str:
     return path
 
 
-def _describe(section: str, model: type[BaseModel], error: dict[str, Any]) -> str:
+def _describe(section: str, known: Collection[str], error: dict[str, Any]) -> str:
     key = _key_path(section, error["loc"])
     if error["type"] == "extra_forbidden":
-        known = _fields_at(model, error["loc"][:-1])
-        close = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
+        close = difflib.get_close_matches(str(error["loc"][-1]), list(known), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(sorted(known))}"
         return f"{key}: unknown key{hint}"
     if error["type"] == "missing":
@@ -119,23 +185,17 @@ def _describe(section: str, model: type[BaseModel], error: dict[str, Any]) -> st
     return f"{key}: {message} (got {error.get('input')!r})"
 
 
-def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        annotation = model.model_fields[str(part)].annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-    return list(model.model_fields)
+def parse_section(name: str, raw: Any, schema: type[Section] | None = None, extra_known: Collection[str] = ()) -> Section:
+    """Validate one section's raw mapping; raise ImgclsError naming every bad key.
 
-
-def parse_section(name: str, raw: Any, schema: type[Section] | None = None) -> Section:
-    """Validate one section's raw mapping; raise ImgclsError naming every bad key."""
+    `extra_known` are keys valid beside this schema's own, offered as typo suggestions too.
+    """
     schema = schema or PARAM_SECTIONS[name]
     try:
         return schema.model_validate(raw if raw is not None else {})
     except ValidationError as exc:
-        problems = "\n  ".join(_describe(name, schema, e) for e in exc.errors())
+        known = [*schema.model_fields, *extra_known]
+        problems = "\n  ".join(_describe(name, known, e) for e in exc.errors())
         raise ImgclsError(f"invalid params.yaml:\n  {problems}") from None
 
 
@@ -162,3 +222,50 @@ def load_params(path: str | Path, *sections: str) -> tuple[Section, ...]:
     """Load and validate the named sections of a params file, in the order asked."""
     raw = read_params_file(path)
     return tuple(parse_section(name, raw.get(name)) for name in sections)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """One model's resolved settings: `train` defaults overlaid with `models.<name>`."""
+
+    name: str
+    arch: str
+    train: TrainParams
+    options: dict[str, Any]
+    unfreeze_at_epoch: int | None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything that shapes a training run, as plain JSON-able values."""
+        return {"arch": self.arch, "train": self.train.model_dump(mode="json"), "options": _jsonable(self.options),
+                "unfreeze_at_epoch": self.unfreeze_at_epoch}
+
+
+def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+
+
+def model_names(raw: dict[str, Any]) -> list[str]:
+    models = raw.get("models")
+    if not isinstance(models, dict) or not models:
+        raise ImgclsError("params.yaml: models: expected a mapping of model name -> settings with at least one model")
+    return list(models)
+
+
+def resolve_model(path: str | Path, name: str) -> ModelSettings:
+    """Overlay `models.<name>` on the `train` defaults and validate the result."""
+    raw = read_params_file(path)
+    models = raw.get("models") or {}
+    if name not in models:
+        close = difflib.get_close_matches(name, list(models), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; models in params.yaml: {', '.join(models)}"
+        raise ImgclsError(f"models.{name}: no such model{hint}")
+    defaults = parse_section("train", raw.get("train"))
+    entry = models[name] or {}
+    if not isinstance(entry, dict):
+        raise ImgclsError(f"models.{name}: expected a mapping of settings, got {entry!r}")
+    train_keys = set(TrainParams.model_fields)
+    overrides = {k: v for k, v in entry.items() if k in train_keys}
+    options = parse_section(f"models.{name}", {k: v for k, v in entry.items() if k not in train_keys}, ModelOptions, extra_known=train_keys)
+    merged = parse_section(f"models.{name}", {**defaults.model_dump(), **overrides}, TrainParams)
+    picked = {k: v for k, v in options.model_dump().items() if v is not None and k not in ("arch", "unfreeze_at_epoch")}
+    return ModelSettings(name, options.arch or name, merged, picked, options.unfreeze_at_epoch)

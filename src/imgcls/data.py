@@ -1,0 +1,79 @@
+"""The training data path: whole splits held as uint8 tensors, batches drawn by index.
+
+Per-sample random flips and crops are batched tensor operations, so there is no
+per-image Python in the hot loop (the airbench approach). torchvision's v2
+transforms on a batched tensor draw one set of parameters for the whole batch,
+which is not per-sample augmentation; hence the hand-rolled ops below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from imgcls.splits import PackedSplit
+
+# ImageNet statistics: what torchvision's pretrained weights expect, and harmless for scratch nets.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class DeviceSplit:
+    """A split on the training device: images (N, 3, H, W) uint8 in channels_last memory, labels (N,) int64."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+
+def to_device(split: PackedSplit, device: torch.device) -> DeviceSplit:
+    # NHWC uint8 permuted to NCHW is already channels_last in memory: no copy on the CPU.
+    images = torch.from_numpy(np.ascontiguousarray(split.images)).permute(0, 3, 1, 2)
+    return DeviceSplit(images.to(device), torch.from_numpy(np.asarray(split.labels, dtype=np.int64)).to(device))
+
+
+def batch_indices(n: int, batch_size: int, generator: torch.Generator | None, shard: tuple[int, int] = (0, 1)) -> Iterator[torch.Tensor]:
+    """Yield index batches: shuffled when a generator is given, else in order.
+
+    `shard=(rank, world)` keeps every world-th sample of the (shuffled) order, so each
+    process of a distributed run sees a disjoint part of the same permutation.
+    """
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    rank, world = shard
+    order = order[rank::world]
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, H, W) to float, scaled by the ImageNet mean and std, kept channels_last."""
+    mean = torch.tensor(MEAN, device=images.device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(STD, device=images.device).view(1, 3, 1, 1) * 255
+    return ((images.float() - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror a random half of the batch left-right, each sample drawn independently."""
+    flip = torch.rand(images.shape[0], generator=generator, device=generator.device) < 0.5
+    return torch.where(flip.to(images.device).view(-1, 1, 1, 1), images.flip(3), images)
+
+
+def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Pad by `padding` (edge values) and crop back at a random offset per sample: random translation."""
+    if padding == 0:
+        return images
+    batch, _, height, width = images.shape
+    padded = torch.nn.functional.pad(images.float(), (padding,) * 4, mode="replicate")
+    offsets = torch.randint(0, 2 * padding + 1, (batch, 2), generator=generator, device=generator.device).to(images.device)
+    rows = (offsets[:, 0:1] + torch.arange(height, device=images.device)).view(batch, 1, height, 1)
+    cols = (offsets[:, 1:2] + torch.arange(width, device=images.device)).view(batch, 1, 1, width)
+    # One gather per axis picks each sample's window without a Python loop over the batch.
+    picked = padded.gather(2, rows.expand(batch, 3, height, padded.shape[3]))
+    picked = picked.gather(3, cols.expand(batch, 3, height, width))
+    return picked.to(images.dtype)

@@ -1,0 +1,286 @@
+"""The training loop: plain `train_one_epoch` / `evaluate` functions and a resumable `fit`.
+
+A run is a pure function of its settings: every epoch reseeds its own generators
+from (seed, epoch), so a run resumed from `last.pt` draws exactly the batches,
+augmentations and dropout masks an uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.utils.class_weight import compute_class_weight
+from torch import nn
+from tqdm import tqdm
+
+from imgcls.checkpoint import load_checkpoint, save_checkpoint
+from imgcls.data import DeviceSplit, batch_indices, normalize, random_crop, random_flip
+from imgcls.errors import ImgclsError
+from imgcls.metrics import f1_macro
+from imgcls.models import unfreeze_all
+from imgcls.params import TrainParams
+
+EpochRecord = dict[str, float]
+
+
+def select_device(name: str) -> torch.device:
+    """`auto` picks CUDA, then Apple's MPS, then the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ImgclsError("train.device: 'cuda' asked but no CUDA device is available; use 'auto' or 'cpu'")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ImgclsError("train.device: 'mps' asked but MPS is not available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def make_optimizer(model: nn.Module, train: TrainParams) -> torch.optim.Optimizer:
+    """An optimizer over the parameters that currently train (frozen ones are left out)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum, nesterov=train.nesterov, weight_decay=train.weight_decay)
+    if train.optimizer == "adam":
+        return torch.optim.Adam(params, lr=train.lr, betas=train.betas, weight_decay=train.weight_decay)
+    return torch.optim.AdamW(params, lr=train.lr, betas=train.betas, weight_decay=train.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, train: TrainParams, completed_epochs: int = 0) -> torch.optim.lr_scheduler.LRScheduler:
+    """A per-epoch schedule, fast-forwarded past `completed_epochs` when rebuilt mid-run."""
+    if train.scheduler == "step":
+        scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.StepLR(optimizer, train.step_size, train.gamma)
+    elif train.scheduler == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train.epochs)
+    else:
+        scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    with warnings.catch_warnings():
+        # Stepping before any optimizer.step() warns; here it only replays the schedule.
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(completed_epochs):
+            scheduler.step()
+    return scheduler
+
+
+def make_criterion(train: TrainParams, labels: torch.Tensor, num_classes: int) -> nn.CrossEntropyLoss:
+    """Cross-entropy on logits, optionally weighted inversely to class frequency."""
+    weight = None
+    if train.class_weights == "balanced":
+        y = labels.cpu().numpy()
+        present = np.unique(y)
+        values = np.ones(num_classes, dtype=np.float32)
+        values[present] = compute_class_weight("balanced", classes=present, y=y)
+        weight = torch.tensor(values, device=labels.device)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=train.label_smoothing)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA (no loss scaler needed); full precision elsewhere for bit-exact CPU runs."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    data: DeviceSplit,
+    optimizer: torch.optim.Optimizer,
+    criterion: nn.Module,
+    train: TrainParams,
+    generator: torch.Generator,
+    device: torch.device,
+    shard: tuple[int, int] = (0, 1),
+    desc: str = "train",
+) -> EpochRecord:
+    model.train()
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    start = time.perf_counter()
+    batches = list(batch_indices(len(data), train.batch_size, generator, shard))
+    for index in tqdm(batches, desc=desc, unit="batch", leave=False, disable=shard[0] != 0):
+        index = index.to(device)
+        images = random_crop(normalize(data.images[index]), train.crop_padding, generator)
+        if train.hflip:
+            images = random_flip(images, generator)
+        images = images.contiguous(memory_format=torch.channels_last)
+        labels = data.labels[index]
+        with autocast(device):
+            logits = model(images)
+            loss = criterion(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        # Accumulate on the device: calling .item() here would sync the GPU every batch.
+        total_loss += loss.detach() * len(index)
+        correct += (logits.argmax(1) == labels).sum()
+        seen += len(index)
+    elapsed = time.perf_counter() - start
+    return {"loss": total_loss.item() / seen, "acc": correct.item() / seen, "images_per_s": seen / elapsed, "seconds": elapsed}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: DeviceSplit, batch_size: int, device: torch.device) -> torch.Tensor:
+    """Logits for every sample, in order."""
+    model.eval()
+    outputs = []
+    for index in batch_indices(len(data), batch_size, None):
+        index = index.to(device)
+        images = normalize(data.images[index])
+        with autocast(device):
+            outputs.append(model(images).float())
+    return torch.cat(outputs)
+
+
+def evaluate(model: nn.Module, data: DeviceSplit, criterion: nn.Module, batch_size: int, device: torch.device) -> EpochRecord:
+    logits = predict(model, data, batch_size, device)
+    predicted = logits.argmax(1)
+    num_classes = logits.shape[1]
+    return {
+        "loss": criterion(logits, data.labels).item(),
+        "acc": (predicted == data.labels).float().mean().item(),
+        "f1_macro": f1_macro(data.labels.cpu().numpy(), predicted.cpu().numpy(), num_classes),
+    }
+
+
+@dataclass
+class RunState:
+    """What a checkpoint carries beyond the weights: where the run is and how it has gone."""
+
+    epoch: int = 0
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list[EpochRecord] = field(default_factory=list)
+
+
+def monitor_score(record: EpochRecord, monitor: str) -> float:
+    """Higher is better for every monitor, so val/loss is negated."""
+    value = record[monitor]
+    return -value if monitor == "val/loss" else value
+
+
+def _resume(path: Path, fingerprint: str, log: Callable[[str], None]) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    state = load_checkpoint(path)
+    if state.get("fingerprint") != fingerprint:
+        log(f"{path}: written under different settings or data; starting afresh")
+        return None
+    log(f"{path}: resuming after epoch {state['epoch']}")
+    return state
+
+
+def fit(
+    model: nn.Module,
+    train: TrainParams,
+    unfreeze_at_epoch: int | None,
+    train_data: DeviceSplit,
+    val_data: DeviceSplit,
+    num_classes: int,
+    checkpoint_dir: Path,
+    fingerprint: str,
+    device: torch.device,
+    on_epoch: Callable[[int, EpochRecord], None] = lambda epoch, record: None,
+    log: Callable[[str], None] = print,
+    shard: tuple[int, int] = (0, 1),
+    wrap: Callable[[nn.Module], nn.Module] = lambda m: m,
+) -> RunState:
+    """Train for `train.epochs`, keeping `best.pt` by `train.monitor` and `last.pt` for resuming.
+
+    `on_epoch(epoch, record)` receives every epoch's record, replayed ones included,
+    so a resumed run logs the same history as an uninterrupted one. `wrap` lets a
+    distributed caller put DistributedDataParallel around the model; only rank 0
+    (shard[0] == 0) writes checkpoints.
+    """
+    last_path, best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
+    writer = shard[0] == 0
+    resumed = _resume(last_path, fingerprint, log)
+    state = RunState()
+    if resumed is not None:
+        state = RunState(resumed["epoch"], resumed["best_score"], resumed["best_epoch"], resumed["bad_epochs"], resumed["history"])
+        model.load_state_dict(resumed["model"])
+    if unfreeze_at_epoch is not None and state.epoch + 1 > unfreeze_at_epoch:
+        unfreeze_all(model)
+    trained = wrap(model)
+    optimizer = make_optimizer(trained, train)
+    scheduler = make_scheduler(optimizer, train)
+    if resumed is not None:
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+    for epoch, record in enumerate(state.history, start=1):
+        on_epoch(epoch, record)
+
+    criterion = make_criterion(train, train_data.labels, num_classes)
+    for epoch in range(state.epoch + 1, train.epochs + 1):
+        if epoch == unfreeze_at_epoch:
+            # Staged fine-tuning: the frozen phase is over, so every weight joins a fresh optimizer.
+            unfreeze_all(model)
+            trained = wrap(model)
+            optimizer = make_optimizer(trained, train)
+            scheduler = make_scheduler(optimizer, train, completed_epochs=epoch - 1)
+        torch.manual_seed(train.seed * 100_003 + epoch)  # dropout masks
+        fit_stats = train_one_epoch(
+            trained, train_data, optimizer, criterion, train, epoch_generator(train.seed, epoch), device, shard, f"epoch {epoch}/{train.epochs}"
+        )
+        val_stats = evaluate(model, val_data, criterion, train.batch_size, device)
+        record = {
+            "train/loss": fit_stats["loss"],
+            "train/acc": fit_stats["acc"],
+            "val/loss": val_stats["loss"],
+            "val/acc": val_stats["acc"],
+            "val/f1_macro": val_stats["f1_macro"],
+            "lr": optimizer.param_groups[0]["lr"],
+            "images_per_s": fit_stats["images_per_s"],
+            "epoch_seconds": fit_stats["seconds"],
+        }
+        scheduler.step()
+        state.epoch = epoch
+        state.history.append(record)
+        score = monitor_score(record, train.monitor)
+        if score > state.best_score:
+            state.best_score, state.best_epoch, state.bad_epochs = score, epoch, 0
+            if writer:
+                save_checkpoint(best_path, {"model": model.state_dict(), "epoch": epoch, "fingerprint": fingerprint})
+        else:
+            state.bad_epochs += 1
+        if writer:
+            save_checkpoint(
+                last_path,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "epoch": epoch,
+                    "fingerprint": fingerprint,
+                    "best_score": state.best_score,
+                    "best_epoch": state.best_epoch,
+                    "bad_epochs": state.bad_epochs,
+                    "history": state.history,
+                },
+            )
+        on_epoch(epoch, record)
+        log(
+            f"epoch {epoch}/{train.epochs}: train/loss {record['train/loss']:.4f} val/acc {record['val/acc']:.4f} "
+            f"val/f1_macro {record['val/f1_macro']:.4f} ({record['images_per_s']:.0f} img/s)"
+        )
+        if train.patience is not None and state.bad_epochs >= train.patience:
+            log(f"early stop: {train.monitor} has not improved for {train.patience} epochs (best: epoch {state.best_epoch})")
+            break
+    return state
+

@@ -1,0 +1,128 @@
+"""The training loop on tiny in-memory data: determinism, resuming, freezing schedule, augmentation ops."""
+
+import numpy as np
+import pytest
+import torch
+
+from imgcls.checkpoint import load_checkpoint, run_fingerprint
+from imgcls.data import DeviceSplit, batch_indices, random_crop, random_flip
+from imgcls.models import build_model
+from imgcls.params import TrainParams
+from imgcls.training import fit, make_scheduler
+
+CPU = torch.device("cpu")
+
+
+def tiny_split(n, seed):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    images = rng.integers(0, 60, size=(n, 3, 16, 16), dtype=np.uint8)
+    for label in range(3):  # a class-dependent bright stripe makes the task learnable
+        images[labels == label, label, 4 + 3 * label : 7 + 3 * label, :] = 250
+    return DeviceSplit(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)))
+
+
+TRAIN, VAL = tiny_split(96, 0), tiny_split(30, 1)
+
+
+def run(tmp_path, epochs=3, arch="net2", on_epoch=lambda e, r: None, unfreeze_at_epoch=None, **options):
+    train = TrainParams(epochs=epochs, batch_size=16, lr=3e-3, seed=7, hflip=True, crop_padding=1, scheduler="step", step_size=1, gamma=0.5)
+    torch.manual_seed(train.seed)
+    model = build_model(arch, 3, 16 if arch != "resnet18" else 32, **options)
+    fingerprint = run_fingerprint({"epochs": epochs, "arch": arch})
+    state = fit(model, train, unfreeze_at_epoch, TRAIN, VAL, 3, tmp_path, fingerprint, CPU, on_epoch=on_epoch, log=lambda m: None)
+    return state, model
+
+
+def test_same_settings_give_bit_identical_runs(tmp_path):
+    first, model_a = run(tmp_path / "a")
+    second, model_b = run(tmp_path / "b")
+    strip = lambda history: [{k: v for k, v in r.items() if k not in ("images_per_s", "epoch_seconds")} for r in history]
+    assert strip(first.history) == strip(second.history)
+    assert all(torch.equal(a, b) for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values()))
+    assert first.history[-1]["val/acc"] > 0.6, "the tiny task should be learnable"
+
+
+def test_killed_run_resumes_from_last_pt_to_the_same_result(tmp_path):
+    reference, reference_model = run(tmp_path / "whole")
+
+    class Killed(Exception):
+        pass
+
+    def die_after_first(epoch, record):
+        if epoch == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run(tmp_path / "resumed", on_epoch=die_after_first)
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 1
+    logged = []
+    resumed, resumed_model = run(tmp_path / "resumed", on_epoch=lambda e, r: logged.append(e))
+    assert logged == [1, 2, 3], "history is replayed so loggers see every epoch"
+    keys = ("train/loss", "val/loss", "val/acc", "val/f1_macro", "lr")
+    assert [[r[k] for k in keys] for r in resumed.history] == [[r[k] for k in keys] for r in reference.history]
+    assert all(torch.equal(a, b) for a, b in zip(reference_model.state_dict().values(), resumed_model.state_dict().values()))
+
+
+def test_checkpoint_from_other_settings_is_not_resumed(tmp_path):
+    run(tmp_path, epochs=2)
+    logged = []
+    state, _ = run(tmp_path, epochs=3, on_epoch=lambda e, r: logged.append(e))
+    assert state.epoch == 3 and logged == [1, 2, 3]
+    assert load_checkpoint(tmp_path / "last.pt")["fingerprint"] == run_fingerprint({"epochs": 3, "arch": "net2"})
+
+
+def test_best_checkpoint_and_last_checkpoint_contents(tmp_path):
+    state, _ = run(tmp_path)
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert {"model", "optimizer", "scheduler", "epoch", "fingerprint"} <= set(last)
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == state.best_epoch
+    assert not list(tmp_path.glob("*.tmp")), "no temporary files are left behind"
+
+
+def test_staged_unfreezing_trains_only_the_head_first(tmp_path):
+    snapshots = {}
+    captured = {}
+
+    def snapshot(epoch, record):
+        snapshots[epoch] = {k: v.clone() for k, v in captured["model"].state_dict().items()}
+
+    train = TrainParams(epochs=2, batch_size=32, lr=1e-3, seed=0, scheduler="none")
+    torch.manual_seed(0)
+    model = build_model("resnet18", 3, 32, freeze="backbone")
+    captured["model"] = model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    big = lambda s: DeviceSplit(torch.nn.functional.interpolate(s.images.float(), size=32).to(torch.uint8), s.labels)
+    fit(model, train, 2, big(TRAIN), big(VAL), 3, tmp_path, "x", CPU, on_epoch=snapshot, log=lambda m: None)
+    assert torch.equal(snapshots[1]["conv1.weight"], before["conv1.weight"]), "backbone frozen in epoch 1"
+    assert not torch.equal(snapshots[1]["fc.1.weight"], before["fc.1.weight"]), "head trains in epoch 1"
+    assert not torch.equal(snapshots[2]["conv1.weight"], snapshots[1]["conv1.weight"]), "everything trains from epoch 2"
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_rebuilt_scheduler_is_fast_forwarded():
+    params = TrainParams(lr=1.0, scheduler="step", step_size=1, gamma=0.5, epochs=5)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    make_scheduler(optimizer, params, completed_epochs=3)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.125)
+
+
+def test_batch_augmentation_draws_per_sample():
+    images = torch.arange(64 * 3 * 4 * 4, dtype=torch.float32).reshape(64, 3, 4, 4)
+    flipped = random_flip(images, torch.Generator().manual_seed(0))
+    mirrored = (flipped == images.flip(3)).flatten(1).all(1)
+    unchanged = (flipped == images).flatten(1).all(1)
+    assert (mirrored ^ unchanged).all() and 10 < int(mirrored.sum()) < 54, "each sample flips independently"
+
+    cropped = random_crop(images, 1, torch.Generator().manual_seed(0))
+    assert cropped.shape == images.shape
+    shifts = {tuple(torch.nonzero(cropped[i, 0] == images[i, 0, 1, 1]).flatten().tolist()) for i in range(64)}
+    assert len(shifts) > 3, "crop offsets differ between samples"
+
+
+def test_sharded_batches_partition_one_permutation():
+    generator = lambda: torch.Generator().manual_seed(3)
+    whole = torch.cat(list(batch_indices(10, 4, generator())))
+    ranks = [torch.cat(list(batch_indices(10, 4, generator(), shard=(r, 2)))) for r in range(2)]
+    assert sorted(torch.cat(ranks).tolist()) == list(range(10))
+    assert ranks[0].tolist() == whole[0::2].tolist()
