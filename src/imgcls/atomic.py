@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from imgcls.errors import ImgclsError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -65,6 +67,16 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON output of an earlier stage, failing clearly if that stage has not run."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ImgclsError(f"{path}: not found; run the stage that writes it first") from None
+    except json.JSONDecodeError as exc:
+        raise ImgclsError(f"{path}: not valid JSON ({exc})") from None
 
 
 def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:

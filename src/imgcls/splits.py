@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from imgcls.atomic import atomic_dir, save_npy, write_json
+from imgcls.atomic import atomic_dir, read_json, save_npy, write_json
 from imgcls.errors import ImgclsError
 from imgcls.images import read_image
 from imgcls.manifest import read_csv, write_csv
@@ -130,6 +129,4 @@ def write_splits(out_dir: Path, data: PackedSplit, assignment: np.ndarray, class
 
 
 def read_classes(path: Path) -> list[str]:
-    if not path.is_file():
-        raise ImgclsError(f"{path}: not found; run the split stage first")
-    return list(json.loads(path.read_text()))
+    return list(read_json(path))

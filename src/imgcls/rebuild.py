@@ -1,0 +1,24 @@
+"""Rebuild a trained model from its settings and checkpoint, for evaluation and reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from imgcls.models import build_model, unfreeze_all
+from imgcls.params import ModelSettings
+
+
+def rebuild_trained(settings: ModelSettings, num_classes: int, image_size: int, checkpoint: dict[str, Any]) -> nn.Module:
+    """The architecture as trained, with the checkpoint's weights.
+
+    Initial-weight options are dropped (the checkpoint replaces them, and `pretrained`
+    would download again); freezing is kept so trainable-parameter counts match training.
+    """
+    options = {k: v for k, v in settings.options.items() if k not in ("pretrained", "weights_path")}
+    model = build_model(settings.arch, num_classes, image_size, **options)
+    if settings.unfreeze_at_epoch is not None and settings.unfreeze_at_epoch <= settings.train.epochs:
+        unfreeze_all(model)
+    model.load_state_dict(checkpoint["model"])
+    return model.eval()

@@ -1,0 +1,49 @@
+"""DVC stage `ensemble`: majority vote over the configured models' test predictions."""
+
+from pathlib import Path
+
+from imgcls.atomic import read_json, write_json
+from imgcls.cli import stage_main, stage_parser
+from imgcls.ensemble import check_aligned, majority_vote
+from imgcls.errors import ImgclsError
+from imgcls.evaluation import read_predictions, write_predictions
+from imgcls.metrics import classification_scores
+from imgcls.params import EnsembleParams, load_params, read_params_file
+from imgcls.splits import read_classes
+
+
+def main() -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--processed", type=Path, required=True, help="the split stage's folder")
+    parser.add_argument("--predictions", type=Path, required=True, help="folder of <model>.csv test predictions")
+    parser.add_argument("--scores", type=Path, required=True, help="folder of the members' <model>.json (parameter counts)")
+    parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--out-predictions", type=Path, required=True)
+    args = parser.parse_args()
+    params: EnsembleParams
+    (params,) = load_params(args.params, "ensemble")
+    defined = read_params_file(args.params).get("models") or {}
+    unknown = [m for m in params.models if m not in defined]
+    if unknown:
+        raise ImgclsError(f"ensemble.models: {unknown} are not in models: ({', '.join(defined)})")
+
+    classes = read_classes(args.processed / "classes.json")
+    ids, y_true, _ = read_predictions(args.predictions / f"{params.models[0]}.csv", classes)
+    votes = []
+    for name in params.models:
+        member_ids, member_true, member_pred = read_predictions(args.predictions / f"{name}.csv", classes)
+        check_aligned(name, member_ids, ids)
+        votes.append(member_pred)
+    y_pred = majority_vote(votes, params.models.index(params.tie_break), len(classes))
+
+    scores = classification_scores(y_true, y_pred, classes)
+    # The ensemble carries every member's weights, so its size is the members' sum.
+    for key in ("params_total", "params_trainable"):
+        scores[key] = sum(read_json(args.scores / f"{name}.json")[key] for name in params.models)
+    write_json(args.metrics, scores)
+    write_predictions(args.out_predictions, ids, y_true, y_pred, classes)
+    print(f"ensemble of {', '.join(params.models)}: accuracy {scores['accuracy']:.4f}, f1_macro {scores['f1_macro']:.4f}")
+
+
+if __name__ == "__main__":
+    stage_main(main)

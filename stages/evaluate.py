@@ -1,0 +1,51 @@
+"""DVC stage `evaluate@<model>`: score the best checkpoint on the test split."""
+
+from pathlib import Path
+
+import torch
+
+from imgcls.atomic import write_json
+from imgcls.checkpoint import load_checkpoint
+from imgcls.cli import stage_main, stage_parser
+from imgcls.data import to_device
+from imgcls.evaluation import confusion_figure, misclassified_grid, write_predictions
+from imgcls.metrics import classification_scores
+from imgcls.models import count_parameters
+from imgcls.params import EvaluateParams, load_params, resolve_model
+from imgcls.rebuild import rebuild_trained
+from imgcls.splits import load_split, read_classes
+from imgcls.training import predict, select_device
+
+
+def main() -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--model", required=True, help="a key of params.yaml's models:")
+    parser.add_argument("--processed", type=Path, required=True, help="the split stage's folder")
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--metrics", type=Path, required=True, help="metrics JSON for dvc metrics")
+    parser.add_argument("--predictions", type=Path, required=True, help="id,actual,predicted CSV for dvc plots")
+    parser.add_argument("--figures", type=Path, required=True, help="folder for confusion.png and misclassified.png")
+    args = parser.parse_args()
+    settings = resolve_model(args.params, args.model)
+    params: EvaluateParams
+    (params,) = load_params(args.params, "evaluate")
+
+    classes = read_classes(args.processed / "classes.json")
+    test = load_split(args.processed / "test", mmap=False)
+    device = select_device(settings.train.device)
+    model = rebuild_trained(settings, len(classes), test.images.shape[1], load_checkpoint(args.checkpoint))
+    model = model.to(device, memory_format=torch.channels_last)
+    y_pred = predict(model, to_device(test, device), settings.train.batch_size, device).argmax(1).cpu().numpy()
+
+    scores = classification_scores(test.labels, y_pred, classes)
+    scores["params_total"], scores["params_trainable"] = count_parameters(model)
+    write_json(args.metrics, scores)
+    write_predictions(args.predictions, test.ids, test.labels, y_pred, classes)
+    args.figures.mkdir(parents=True, exist_ok=True)
+    confusion_figure(args.figures / "confusion.png", test.labels, y_pred, classes, f"{args.model} (test)")
+    misclassified_grid(args.figures / "misclassified.png", test.images, test.labels, y_pred, classes, params.misclassified)
+    print(f"evaluate@{args.model}: accuracy {scores['accuracy']:.4f}, f1_macro {scores['f1_macro']:.4f}")
+
+
+if __name__ == "__main__":
+    stage_main(main)
