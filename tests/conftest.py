@@ -61,11 +61,15 @@ class Repo:
     def params(self) -> dict:
         return yaml.safe_load((self.root / "params.yaml").read_text())
 
+    def write_params(self, params: dict) -> None:
+        (self.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
     def set_params(self, updates: dict[str, dict]) -> None:
+        """Merge `updates` into params.yaml one section deep."""
         params = self.params()
         for section, values in updates.items():
             params.setdefault(section, {}).update(values)
-        (self.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        self.write_params(params)
 
     def commit(self, message: str) -> None:
         self.run("git", "add", "-A")
