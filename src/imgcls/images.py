@@ -7,15 +7,53 @@ from typing import Literal
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from imgcls.errors import ImgclsError
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Decode any layout OpenCV knows, keeping bit depth and alpha (BGR/BGRA order)."""
-    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+# Far above any photo dataset's images, far below what would exhaust memory when decoded.
+MAX_PIXELS = 40_000_000
+# header_size enforces MAX_PIXELS itself, with the claimed size in the message; PIL's own guard would hide it.
+Image.MAX_IMAGE_PIXELS = None
+
+
+class BadImageError(ImgclsError):
+    """An image file that cannot be used; `extract.on_bad_image` decides whether that is fatal."""
+
+
+def header_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header alone, without decoding the pixels."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise BadImageError(f"{path}: not an image in a known format ({exc})") from None
+
+
+def read_image(path: Path, expected_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode any layout OpenCV knows, keeping bit depth and alpha (BGR/BGRA order).
+
+    Refuses, before decoding, files that are empty, not images, or whose header claims
+    more than MAX_PIXELS (decompression bombs); after decoding, files OpenCV rejects
+    (it treats a truncated JPEG or PNG as an error) and images whose size differs
+    from `expected_size` (width, height).
+    """
+    if not path.is_file():
+        raise BadImageError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise BadImageError(f"{path}: empty file (0 bytes)")
+    width, height = header_size(path)
+    if width * height > MAX_PIXELS:
+        raise BadImageError(f"{path}: header claims {width}x{height} pixels, over the {MAX_PIXELS:,}-pixel limit; refused before decoding")
+    data = path.read_bytes()
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if pixels is None:
-        raise ImgclsError(f"{path}: not a readable image (missing, empty, truncated or not an image format)")
+        raise BadImageError(f"{path}: could not be decoded (corrupt or truncated)")
+    if expected_size is not None and (pixels.shape[1], pixels.shape[0]) != tuple(expected_size):
+        raise BadImageError(
+            f"{path}: decoded {pixels.shape[1]}x{pixels.shape[0]} but the annotation says {expected_size[0]}x{expected_size[1]}"
+        )
     return pixels
 
 
