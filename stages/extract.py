@@ -4,7 +4,8 @@ from pathlib import Path
 
 from imgcls.cli import stage_main, stage_parser
 from imgcls.coco import load_coco, select
-from imgcls.extraction import extract_images
+from imgcls.extraction import BAD_IMAGES_FILE, extract_images, fetch_missing
+from imgcls.folder import select_from_folder
 from imgcls.params import ExtractParams, load_params
 
 
@@ -14,10 +15,19 @@ def main() -> None:
     args = parser.parse_args()
     params: ExtractParams
     (params,) = load_params(args.params, "extract")
-    coco = load_coco(params.annotations)
-    records = select(coco, params.categories, params.per_category, params.seed, params.crowd, params.other_categories)
-    count = extract_images(records, params.images, args.out, params.size)
-    print(f"extract: {count} images of {len(params.categories)} categories -> {args.out}")
+    if params.source == "folder":
+        records = select_from_folder(params.images, params.categories, params.per_category, params.seed)
+    else:
+        coco = load_coco(params.annotations)
+        records = select(coco, params.images, params.categories, params.per_category, params.seed, params.crowd, params.other_categories)
+    failed_downloads = []
+    if params.download:
+        failed_downloads = fetch_missing(
+            records, params.images, params.download_workers, params.download_timeout, params.download_retries, params.allowed_hosts
+        )
+    kept, bad = extract_images(records, args.out, params.size, params.on_bad_image, params.max_bad_fraction, failed_downloads)
+    skipped = f"; skipped {len(bad)} unusable (see {args.out / BAD_IMAGES_FILE})" if bad else ""
+    print(f"extract: {kept} images of {len(params.categories)} categories -> {args.out}{skipped}")
 
 
 if __name__ == "__main__":

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from imgcls.coco import coco_from_dict, select, single_label_images
@@ -5,6 +7,7 @@ from imgcls.errors import ImgclsError
 from conftest import coco_dict
 
 CATS = {1: "cat", 3: "dog", 7: "bird"}
+IMAGES = Path("images")
 
 
 def eligible(images, crowd="disqualify", other="disqualify", chosen=("cat", "dog")):
@@ -35,9 +38,9 @@ def test_other_categories_rule(rule, expected):
 def test_per_category_draw_is_seeded_sorted_and_without_replacement():
     images = [(i, [(1 if i % 2 else 3, 0)]) for i in range(1, 41)]
     coco = coco_from_dict(coco_dict(images, CATS))
-    first = select(coco, ["cat", "dog"], 5, seed=3)
-    again = select(coco, ["cat", "dog"], 5, seed=3)
-    other = select(coco, ["cat", "dog"], 5, seed=4)
+    first = select(coco, IMAGES, ["cat", "dog"], 5, seed=3)
+    again = select(coco, IMAGES, ["cat", "dog"], 5, seed=3)
+    other = select(coco, IMAGES, ["cat", "dog"], 5, seed=4)
     assert first == again
     assert [r.image_id for r in first] != [r.image_id for r in other]
     ids = [r.image_id for r in first]
@@ -49,13 +52,13 @@ def test_per_category_draw_is_seeded_sorted_and_without_replacement():
 def test_per_category_larger_than_available_says_how_many():
     coco = coco_from_dict(coco_dict([(1, [(1, 0)]), (2, [(3, 0)]), (3, [(3, 0)])], CATS))
     with pytest.raises(ImgclsError, match=r"per_category.*'cat' has only 1"):
-        select(coco, ["cat", "dog"], 2, seed=0)
+        select(coco, IMAGES, ["cat", "dog"], 2, seed=0)
 
 
 def test_unknown_category_lists_close_matches():
     coco = coco_from_dict(coco_dict([(1, [(1, 0)])], CATS))
     with pytest.raises(ImgclsError, match=r"'dgo' \(did you mean 'dog'\?\)"):
-        select(coco, ["cat", "dgo"], None, seed=0)
+        select(coco, IMAGES, ["cat", "dgo"], None, seed=0)
 
 
 def test_not_a_coco_file_is_refused():

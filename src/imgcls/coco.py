@@ -8,7 +8,7 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Literal
 
 import numpy as np
@@ -21,21 +21,47 @@ Rule = Literal["disqualify", "ignore"]
 
 @dataclass(frozen=True)
 class Selected:
-    """One chosen image and the single category it is labelled with."""
+    """One chosen image, where its file is, and the single category it is labelled with.
+
+    `width`/`height` are what the annotation claims (None where there is no annotation);
+    `url` is where to fetch the file from when it is not on disk yet.
+    """
 
     image_id: int
     category: str
-    file_name: str
-    width: int
-    height: int
+    source: Path
+    source_name: str
+    width: int | None = None
+    height: int | None = None
+    url: str | None = None
+
+
+def safe_source(images_dir: Path, file_name: object) -> Path:
+    """Resolve an annotation's file_name inside `images_dir`, refusing anything that could escape it."""
+    name = str(file_name)
+    if (
+        not isinstance(file_name, str)
+        or name in ("", ".", "..")
+        or PurePosixPath(name).is_absolute()
+        or PureWindowsPath(name).is_absolute()
+        or any(c in name for c in "/\\\0")
+    ):
+        raise ImgclsError(
+            f"extract.annotations: file_name {file_name!r} must be a plain file name inside extract.images "
+            "(no absolute paths, folders or '..')"
+        )
+    return images_dir / name
 
 
 def load_coco(path: Path) -> COCO:
     """Index an annotation file with pycocotools, turning its failures into clear errors."""
     if not path.is_file():
         raise ImgclsError(f"extract.annotations: file not found: {path}")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise ImgclsError(f"extract.annotations: {path} is empty; expected a COCO instances JSON file")
     try:
-        dataset = json.loads(path.read_bytes())
+        dataset = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ImgclsError(f"extract.annotations: {path} is not valid JSON ({exc})") from None
     return coco_from_dict(dataset, source=str(path))
@@ -48,12 +74,32 @@ def coco_from_dict(dataset: object, source: str = "<annotations>") -> COCO:
     for key in ("images", "annotations", "categories"):
         if not isinstance(dataset.get(key), list):
             raise ImgclsError(f"extract.annotations: {source} has no '{key}' list; is it a COCO instances file?")
+    _check_entries(dataset, source)
     coco = COCO()
     coco.dataset = dataset
     # pycocotools prints progress to stdout; a stage's output should be ours alone.
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
+
+
+REQUIRED_FIELDS = {
+    "images": (("id", int), ("file_name", str), ("width", int), ("height", int)),
+    "annotations": (("id", int), ("image_id", int), ("category_id", int)),
+    "categories": (("id", int), ("name", str)),
+}
+
+
+def _check_entries(dataset: dict, source: str) -> None:
+    """Name the first entry that lacks a field later code relies on, instead of a KeyError deep in pycocotools."""
+    for key, fields in REQUIRED_FIELDS.items():
+        for index, entry in enumerate(dataset[key]):
+            for field, kind in fields:
+                value = entry.get(field) if isinstance(entry, dict) else None
+                if not isinstance(value, kind) or isinstance(value, bool):
+                    raise ImgclsError(
+                        f"extract.annotations: {source}: {key}[{index}].{field} must be {kind.__name__}, got {value!r}"
+                    )
 
 
 def category_ids(coco: COCO, names: Sequence[str]) -> dict[str, int]:
@@ -121,6 +167,7 @@ def sample_per_category(per_category: dict[str, list[int]], limit: int | None, s
 
 def select(
     coco: COCO,
+    images_dir: Path,
     categories: Sequence[str],
     per_category: int | None,
     seed: int,
@@ -138,5 +185,10 @@ def select(
     for name, ids in sampled.items():
         for image_id in ids:
             info = coco.imgs[image_id]
-            records.append(Selected(image_id, name, str(info["file_name"]), int(info["width"]), int(info["height"])))
+            records.append(
+                Selected(
+                    image_id, name, safe_source(images_dir, info.get("file_name")), str(info["file_name"]),
+                    int(info["width"]), int(info["height"]), info.get("coco_url"),
+                )
+            )
     return sorted(records, key=lambda r: r.image_id)
