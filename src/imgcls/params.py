@@ -31,7 +31,7 @@ class SampleParams(Section):
 
 
 class ExtractParams(Section):
-    source: Literal["coco"] = "coco"
+    source: Literal["coco", "folder"] = "coco"
     annotations: Path
     images: Path
     categories: list[str] = Field(min_length=2)
@@ -40,6 +40,13 @@ class ExtractParams(Section):
     seed: int = 0
     crowd: Literal["disqualify", "ignore"] = "disqualify"
     other_categories: Literal["disqualify", "ignore"] = "disqualify"
+    on_bad_image: Literal["skip", "fail"] = "skip"
+    max_bad_fraction: float = Field(0.01, ge=0, le=1)
+    download: bool = False
+    download_workers: int = Field(8, gt=0, le=64)
+    download_timeout: float = Field(30.0, gt=0)
+    download_retries: int = Field(4, ge=0)
+    allowed_hosts: list[str] = ["images.cocodataset.org"]
 
     @field_validator("categories")
     @classmethod
@@ -48,6 +55,17 @@ class ExtractParams(Section):
         if duplicates:
             raise ValueError(f"categories must be unique; repeated: {duplicates}")
         return names
+
+    @model_validator(mode="after")
+    def _source_layout(self) -> ExtractParams:
+        if self.source == "folder" and self.annotations != self.images:
+            raise ValueError(
+                "with source: folder the class sub-folders are the labels; set annotations to the same folder as images "
+                f"({self.images}) so DVC tracks it once"
+            )
+        if self.source == "folder" and self.download:
+            raise ValueError("download: true needs source: coco (image URLs come from the annotation file)")
+        return self
 
 
 class NormalizeParams(Section):
@@ -210,12 +228,29 @@ def read_params_file(path: str | Path) -> dict[str, Any]:
         raise ImgclsError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ImgclsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-    for key in raw:
-        if key not in PARAM_SECTIONS:
-            close = difflib.get_close_matches(str(key), list(PARAM_SECTIONS), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; valid sections: {', '.join(PARAM_SECTIONS)}"
-            raise ImgclsError(f"{path}: {key}: unknown section{hint}")
+    _check_keys(path, raw)
     return raw
+
+
+def _check_keys(path: Path, raw: dict[str, Any]) -> None:
+    """Reject a misspelt key anywhere in the file, whichever stage reads it, so no typo is ever ignored."""
+    _check_names(path, "", raw, PARAM_SECTIONS, "section")
+    for name, section in raw.items():
+        if name == "models":
+            known = [*TrainParams.model_fields, *ModelOptions.model_fields]
+            for model, entry in (section or {}).items() if isinstance(section, dict) else ():
+                if isinstance(entry, dict):
+                    _check_names(path, f"models.{model}.", entry, known, "key")
+        elif isinstance(section, dict):
+            _check_names(path, f"{name}.", section, PARAM_SECTIONS[name].model_fields, "key")
+
+
+def _check_names(path: Path, prefix: str, mapping: dict[str, Any], known: Collection[str], what: str) -> None:
+    for key in mapping:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; valid: {', '.join(known)}"
+            raise ImgclsError(f"{path}: {prefix}{key}: unknown {what}{hint}")
 
 
 def load_params(path: str | Path, *sections: str) -> tuple[Section, ...]:
@@ -259,6 +294,8 @@ def resolve_model(path: str | Path, name: str) -> ModelSettings:
         close = difflib.get_close_matches(name, list(models), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else f"; models in params.yaml: {', '.join(models)}"
         raise ImgclsError(f"models.{name}: no such model{hint}")
+    if name == "ensemble":
+        raise ImgclsError("models.ensemble: 'ensemble' is reserved for the ensemble stage's metrics; rename this model")
     defaults = parse_section("train", raw.get("train"))
     entry = models[name] or {}
     if not isinstance(entry, dict):
@@ -267,5 +304,12 @@ def resolve_model(path: str | Path, name: str) -> ModelSettings:
     overrides = {k: v for k, v in entry.items() if k in train_keys}
     options = parse_section(f"models.{name}", {k: v for k, v in entry.items() if k not in train_keys}, ModelOptions, extra_known=train_keys)
     merged = parse_section(f"models.{name}", {**defaults.model_dump(), **overrides}, TrainParams)
+    from imgcls.models import MODEL_NAMES  # here, not at the top: data stages should not pay for importing torch
+
+    arch = options.arch or name
+    if arch not in MODEL_NAMES:
+        close = difflib.get_close_matches(arch, MODEL_NAMES, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ImgclsError(f"models.{name}: unknown architecture '{arch}'{hint}; valid: {', '.join(MODEL_NAMES)}")
     picked = {k: v for k, v in options.model_dump().items() if v is not None and k not in ("arch", "unfreeze_at_epoch")}
-    return ModelSettings(name, options.arch or name, merged, picked, options.unfreeze_at_epoch)
+    return ModelSettings(name, arch, merged, picked, options.unfreeze_at_epoch)
