@@ -175,12 +175,15 @@ def monitor_score(record: EpochRecord, monitor: str) -> float:
     return -value if monitor == "val/loss" else value
 
 
-def _resume(path: Path, fingerprint: str, log: Callable[[str], None]) -> dict[str, Any] | None:
+def _resume(path: Path, best_path: Path, fingerprint: str, log: Callable[[str], None]) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     state = load_checkpoint(path)
     if state.get("fingerprint") != fingerprint:
         log(f"{path}: written under different settings or data; starting afresh")
+        return None
+    if not best_path.is_file() or load_checkpoint(best_path).get("fingerprint") != fingerprint:
+        log(f"{best_path}: missing or from another run, so the best epoch so far is lost; starting afresh")
         return None
     log(f"{path}: resuming after epoch {state['epoch']}")
     return state
@@ -210,7 +213,7 @@ def fit(
     """
     last_path, best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
     writer = shard[0] == 0
-    resumed = _resume(last_path, fingerprint, log)
+    resumed = _resume(last_path, best_path, fingerprint, log)
     state = RunState()
     if resumed is not None:
         state = RunState(resumed["epoch"], resumed["best_score"], resumed["best_epoch"], resumed["bad_epochs"], resumed["history"])

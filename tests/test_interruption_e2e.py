@@ -1,0 +1,46 @@
+"""SIGKILL during `dvc repro` training, then `dvc repro` again: it resumes and ends where an uninterrupted run ends."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.e2e
+
+
+def test_killed_training_resumes_to_the_same_metrics(repo):
+    repo.set_params({"extract": {"categories": ["zero", "one", "two", "three"], "per_category": 60}, "train": {"epochs": 4}})
+    params = repo.params()
+    params["models"] = {"cnn": {}, "net1": {"epochs": 1}}
+    params["ensemble"] = {"models": ["cnn", "net1"], "tie_break": "cnn"}
+    repo.write_params(params)
+    repo.commit("small run")
+    repo.run("dvc", "repro", "augment")
+
+    last = repo.root / "data/models/cnn/last.pt"
+    process = subprocess.Popen(
+        ["dvc", "repro", "train@cnn"], cwd=repo.root, env=repo.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = torch.load(last, weights_only=True)["epoch"]
+    assert killed_at < 4, "the kill must land before training finished"
+
+    resumed = repo.run("dvc", "repro", "evaluate@cnn")
+    assert f"resuming after epoch {killed_at}" in resumed.stdout + resumed.stderr
+    resumed_scores = json.loads((repo.root / "metrics/cnn.json").read_text())
+    resumed_curve = (repo.root / "metrics/train/cnn/plots/metrics/val/f1_macro.tsv").read_text()
+
+    last.unlink()
+    fresh = repo.run("dvc", "repro", "--force", "train@cnn", "evaluate@cnn")
+    assert "resuming" not in fresh.stdout + fresh.stderr
+    assert json.loads((repo.root / "metrics/cnn.json").read_text()) == resumed_scores
+    assert (repo.root / "metrics/train/cnn/plots/metrics/val/f1_macro.tsv").read_text() == resumed_curve
