@@ -111,7 +111,7 @@ HOSTILE = {
     "truncated PNG": (write_image(GOOD_PNG[: len(GOOD_PNG) // 2]), "0001.png: could not be decoded"),
     "not an image": (write_image(b"GIF? no, plain text"), "0001.png: not an image in a known format"),
     "decompression bomb": (write_image(png_claiming(100_000, 100_000)), "claims 100000x100000 pixels"),
-    "size differs from annotation": (lambda c: c.coco["images"][0].update(width=41), "decoded 40x30 but the annotation says 41x30"),
+    "size differs from annotation": (lambda c: c.coco["images"][0].update(width=41), "image is 40x30 but the annotation says 41x30"),
     "too many bad images in skip mode": (many_broken, "extract.max_bad_fraction: 5 of 40 images (12.5%) are unusable"),
     "typo in a key": (set_extract(per_categroy=5), "extract.per_categroy: unknown key; did you mean 'per_category'?"),
     "typo in another stage's key": (lambda c: c.params.update(train={"learning_rate": 0.1}), "train.learning_rate: unknown key"),

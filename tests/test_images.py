@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -71,3 +72,23 @@ def test_resize_uses_area_interpolation_when_shrinking():
     small = fit_within(checker, 32)
     # INTER_AREA averages each 3x3 block to gray; nearest or linear would sample single black/white pixels.
     assert small.min() > 100 and small.max() < 160
+
+
+def test_large_jpeg_decodes_at_reduced_scale_with_area_quality(tmp_path):
+    rng = np.random.default_rng(0)
+    photo = cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), (0, 0), 3)
+    path = tmp_path / "photo.jpg"
+    cv2.imwrite(str(path), photo, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert read_image(path, target=64).shape == (60, 80, 3)
+    assert read_image(path, target=200).shape == (240, 320, 3)
+    assert read_image(path).shape == (480, 640, 3)
+    reduced = fit_within(read_image(path, target=64), 64).astype(int)
+    full = fit_within(read_image(path), 64).astype(int)
+    assert np.abs(reduced - full).mean() < 2.0
+
+
+def test_png_is_never_reduced(tmp_path):
+    path = tmp_path / "big.png"
+    cv2.imwrite(str(path), np.zeros((400, 300), np.uint16))
+    decoded = read_image(path, target=32)
+    assert decoded.shape == (400, 300) and decoded.dtype == np.uint16

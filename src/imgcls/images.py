@@ -22,38 +22,49 @@ class BadImageError(ImgclsError):
     """An image file that cannot be used; `extract.on_bad_image` decides whether that is fatal."""
 
 
-def header_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header alone, without decoding the pixels."""
+def header_info(path: Path) -> tuple[int, int, str]:
+    """(width, height, format) from the file header alone, without decoding the pixels."""
     try:
         with Image.open(path) as image:
-            return image.size
+            return image.size[0], image.size[1], str(image.format)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise BadImageError(f"{path}: not an image in a known format ({exc})") from None
 
 
-def read_image(path: Path, expected_size: tuple[int, int] | None = None) -> np.ndarray:
+# JPEG's DCT can decode straight to 1/2, 1/4 or 1/8 scale, skipping most of the work.
+_REDUCED_JPEG = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
+def _decode_flag(width: int, height: int, image_format: str, target: int | None) -> int:
+    """The cheapest decode that still leaves the longer side at least `target` px."""
+    if target is not None and image_format == "JPEG":
+        for factor, flag in _REDUCED_JPEG:
+            if max(width, height) // factor >= target:
+                return flag
+    return cv2.IMREAD_UNCHANGED
+
+
+def read_image(path: Path, expected_size: tuple[int, int] | None = None, target: int | None = None) -> np.ndarray:
     """Decode any layout OpenCV knows, keeping bit depth and alpha (BGR/BGRA order).
 
-    Refuses, before decoding, files that are empty, not images, or whose header claims
-    more than MAX_PIXELS (decompression bombs); after decoding, files OpenCV rejects
-    (it treats a truncated JPEG or PNG as an error) and images whose size differs
-    from `expected_size` (width, height).
+    Refuses, before decoding, files that are empty, not images, whose header claims
+    more than MAX_PIXELS (decompression bombs) or a size other than `expected_size`
+    (width, height); after decoding, files OpenCV rejects (it treats a truncated JPEG
+    or PNG as an error). With `target`, a JPEG much larger than `target` px is decoded
+    at reduced scale (8-bit colour), which a later INTER_AREA resize to `target` finishes.
     """
     if not path.is_file():
         raise BadImageError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise BadImageError(f"{path}: empty file (0 bytes)")
-    width, height = header_size(path)
+    width, height, image_format = header_info(path)
     if width * height > MAX_PIXELS:
         raise BadImageError(f"{path}: header claims {width}x{height} pixels, over the {MAX_PIXELS:,}-pixel limit; refused before decoding")
-    data = path.read_bytes()
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if expected_size is not None and (width, height) != tuple(expected_size):
+        raise BadImageError(f"{path}: image is {width}x{height} but the annotation says {expected_size[0]}x{expected_size[1]}")
+    pixels = cv2.imdecode(np.fromfile(path, np.uint8), _decode_flag(width, height, image_format, target))
     if pixels is None:
         raise BadImageError(f"{path}: could not be decoded (corrupt or truncated)")
-    if expected_size is not None and (pixels.shape[1], pixels.shape[0]) != tuple(expected_size):
-        raise BadImageError(
-            f"{path}: decoded {pixels.shape[1]}x{pixels.shape[0]} but the annotation says {expected_size[0]}x{expected_size[1]}"
-        )
     return pixels
 
 
