@@ -1,10 +1,18 @@
-"""DVC stage `train@<model>`: train one model from `train` defaults overlaid with `models.<name>`."""
+"""DVC stage `train@<model>`: train one model from `train` defaults overlaid with `models.<name>`.
 
+With `train.nproc` > 1 it relaunches itself under `torchrun --nproc-per-node=<nproc>` and
+each process trains on its shard of every batch (DistributedDataParallel); started by an
+outer `torchrun` (multi-node), it joins that run as it is.
+"""
+
+import contextlib
+import sys
 from pathlib import Path
 
 import torch
 from dvclive import Live
 
+from imgcls import distributed
 from imgcls.checkpoint import file_digest, run_fingerprint, source_digest
 from imgcls.cli import stage_main, stage_parser
 from imgcls.data import to_device
@@ -24,37 +32,56 @@ def main() -> None:
     args = parser.parse_args()
     settings = resolve_model(args.params, args.model)
     train = settings.train
+    if train.nproc > 1 and not distributed.launched_by_torchrun():
+        sys.exit(distributed.relaunch_under_torchrun(train.nproc, sys.argv))
 
-    classes = read_classes(args.processed / "classes.json")
-    train_split = load_split(args.train_data, mmap=False)
-    val_split = load_split(args.processed / "val", mmap=False)
     device = select_device(train.device)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.manual_seed(train.seed)  # weight initialisation
-    model = build_model(settings.arch, len(classes), train_split.images.shape[1], **settings.options)
-    model = model.to(device, memory_format=torch.channels_last)
-    run_identity = {**settings.fingerprint(), "source": source_digest()}
-    if "weights_path" in settings.options:
-        run_identity["weights"] = file_digest(Path(settings.options["weights_path"]))
-    fingerprint = run_fingerprint(run_identity, train_split.images, train_split.labels, val_split.images, val_split.labels)
+    process = distributed.start(device.type)
+    if device.type == "cuda" and process.world > 1:
+        device = torch.device("cuda", process.local_rank)
+    try:
+        classes = read_classes(args.processed / "classes.json")
+        train_split = load_split(args.train_data, mmap=False)
+        val_split = load_split(args.processed / "val", mmap=False)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.manual_seed(train.seed)  # weight initialisation, identical on every rank
+        model = build_model(settings.arch, len(classes), train_split.images.shape[1], **settings.options)
+        model = model.to(device, memory_format=torch.channels_last)
+        run_identity = {**settings.fingerprint(), "source": source_digest()}
+        if "weights_path" in settings.options:
+            run_identity["weights"] = file_digest(Path(settings.options["weights_path"]))
+        fingerprint = run_fingerprint(run_identity, train_split.images, train_split.labels, val_split.images, val_split.labels)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    with Live(dir=str(args.live), dvcyaml=False, save_dvc_exp=False) as live:
+        def wrap(module: torch.nn.Module) -> torch.nn.Module:
+            wrapped = distributed.wrap(module, device)
+            return torch.compile(wrapped) if train.compile else wrapped
 
-        def log_epoch(epoch: int, record: dict[str, float]) -> None:
-            live.step = epoch
-            for name, value in record.items():
-                live.log_metric(name, value)
-            live.make_summary()
+        args.out.mkdir(parents=True, exist_ok=True)
+        live = Live(dir=str(args.live), dvcyaml=False, save_dvc_exp=False) if process.is_writer else None
+        with live if live is not None else contextlib.nullcontext():
 
-        state = fit(
-            model, train, settings.unfreeze_at_epoch, to_device(train_split, device), to_device(val_split, device),
-            len(classes), args.out, fingerprint, device, on_epoch=log_epoch,
-        )
-        live.summary["best_epoch"] = state.best_epoch
-        live.summary["train_seconds"] = sum(r["epoch_seconds"] for r in state.history)
-        live.make_summary()
-    print(f"train@{args.model}: best epoch {state.best_epoch} of {state.epoch} ({train.monitor})")
+            def log_epoch(epoch: int, record: dict[str, float]) -> None:
+                if live is None:
+                    return
+                live.step = epoch
+                for name, value in record.items():
+                    live.log_metric(name, value)
+                live.make_summary()
+
+            state = fit(
+                model, train, settings.unfreeze_at_epoch, to_device(train_split, device), to_device(val_split, device),
+                len(classes), args.out, fingerprint, device, on_epoch=log_epoch,
+                log=print if process.is_writer else lambda message: None,
+                shard=(process.rank, process.world), wrap=wrap,
+            )
+            if live is not None:
+                live.summary["best_epoch"] = state.best_epoch
+                live.summary["train_seconds"] = sum(r["epoch_seconds"] for r in state.history)
+                live.make_summary()
+        if process.is_writer:
+            print(f"train@{args.model}: best epoch {state.best_epoch} of {state.epoch} ({train.monitor})")
+    finally:
+        distributed.stop()
 
 
 if __name__ == "__main__":

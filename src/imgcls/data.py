@@ -8,6 +8,7 @@ which is not per-sample augmentation; hence the hand-rolled ops below.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -42,11 +43,13 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator | None, sh
     """Yield index batches: shuffled when a generator is given, else in order.
 
     `shard=(rank, world)` keeps every world-th sample of the (shuffled) order, so each
-    process of a distributed run sees a disjoint part of the same permutation.
+    process of a distributed run sees a disjoint part of the same permutation, and with
+    `batch_size` = global batch / world the ranks' i-th batches together are the global one.
     """
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     rank, world = shard
-    order = order[rank::world]
+    # Every rank must run the same number of steps or DDP's all-reduce waits forever: drop the ragged tail.
+    order = order[: len(order) - len(order) % world][rank::world]
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]
 
@@ -77,3 +80,16 @@ def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) 
     picked = padded.gather(2, rows.expand(batch, 3, height, padded.shape[3]))
     picked = picked.gather(3, cols.expand(batch, 3, height, width))
     return picked.to(images.dtype)
+
+
+def random_rotate(images: torch.Tensor, max_degrees: float, generator: torch.Generator) -> torch.Tensor:
+    """Rotate each sample by its own angle in [-max_degrees, max_degrees], edges extended."""
+    if max_degrees == 0:
+        return images
+    batch = images.shape[0]
+    angles = (torch.rand(batch, generator=generator, device=generator.device) * 2 - 1) * math.radians(max_degrees)
+    cos, sin = angles.cos(), angles.sin()
+    zeros = torch.zeros_like(cos)
+    theta = torch.stack([torch.stack([cos, -sin, zeros], 1), torch.stack([sin, cos, zeros], 1)], 1).to(images.device)
+    grid = torch.nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)

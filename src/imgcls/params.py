@@ -130,11 +130,16 @@ class TrainParams(Section):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     hflip: bool = False
     crop_padding: int = Field(2, ge=0)
+    rotation_deg: float = Field(0.0, ge=0, le=180)
+    compile: bool = False
+    nproc: int = Field(1, gt=0)
 
     @model_validator(mode="after")
     def _sgd_only_options(self) -> TrainParams:
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov needs optimizer: sgd with momentum > 0")
+        if self.batch_size % self.nproc:
+            raise ValueError(f"batch_size {self.batch_size} must be divisible by nproc {self.nproc} (it is the global batch)")
         return self
 
 
@@ -302,6 +307,8 @@ def resolve_model(path: str | Path, name: str) -> ModelSettings:
         raise ImgclsError(f"models.{name}: expected a mapping of settings, got {entry!r}")
     train_keys = set(TrainParams.model_fields)
     overrides = {k: v for k, v in entry.items() if k in train_keys}
+    if "nproc" in overrides:
+        raise ImgclsError(f"models.{name}.nproc: the process count is set once, as train.nproc (dvc.yaml passes it to torchrun)")
     options = parse_section(f"models.{name}", {k: v for k, v in entry.items() if k not in train_keys}, ModelOptions, extra_known=train_keys)
     merged = parse_section(f"models.{name}", {**defaults.model_dump(), **overrides}, TrainParams)
     from imgcls.models import MODEL_NAMES  # here, not at the top: data stages should not pay for importing torch

@@ -23,7 +23,8 @@ from torch import nn
 from tqdm import tqdm
 
 from imgcls.checkpoint import load_checkpoint, save_checkpoint
-from imgcls.data import DeviceSplit, batch_indices, normalize, random_crop, random_flip
+from imgcls.data import DeviceSplit, batch_indices, normalize, random_crop, random_flip, random_rotate
+from imgcls.distributed import sum_across_processes
 from imgcls.errors import ImgclsError
 from imgcls.metrics import f1_macro
 from imgcls.models import unfreeze_all
@@ -112,10 +113,11 @@ def train_one_epoch(
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
     start = time.perf_counter()
-    batches = list(batch_indices(len(data), train.batch_size, generator, shard))
+    batches = list(batch_indices(len(data), train.batch_size // shard[1], generator, shard))
     for index in tqdm(batches, desc=desc, unit="batch", leave=False, disable=shard[0] != 0):
         index = index.to(device)
         images = random_crop(normalize(data.images[index]), train.crop_padding, generator)
+        images = random_rotate(images, train.rotation_deg, generator)
         if train.hflip:
             images = random_flip(images, generator)
         images = images.contiguous(memory_format=torch.channels_last)
@@ -130,7 +132,9 @@ def train_one_epoch(
         total_loss += loss.detach() * len(index)
         correct += (logits.argmax(1) == labels).sum()
         seen += len(index)
+    total_loss, correct, counted = sum_across_processes(total_loss, correct, torch.tensor(seen, device=device))
     elapsed = time.perf_counter() - start
+    seen = int(counted.item())
     return {"loss": total_loss.item() / seen, "acc": correct.item() / seen, "images_per_s": seen / elapsed, "seconds": elapsed}
 
 
