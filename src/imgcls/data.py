@@ -68,18 +68,21 @@ def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tenso
 
 
 def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Pad by `padding` (edge values) and crop back at a random offset per sample: random translation."""
+    """Shift each sample by up to `padding` px, edge pixels repeated: pad-and-crop without the pad.
+
+    One gather with clamped row/column indices picks every sample's window, on any dtype, so it
+    runs on the uint8 batch before normalising (a quarter of the bytes of a float batch).
+    """
     if padding == 0:
         return images
     batch, _, height, width = images.shape
-    padded = torch.nn.functional.pad(images.float(), (padding,) * 4, mode="replicate")
-    offsets = torch.randint(0, 2 * padding + 1, (batch, 2), generator=generator, device=generator.device).to(images.device)
-    rows = (offsets[:, 0:1] + torch.arange(height, device=images.device)).view(batch, 1, height, 1)
-    cols = (offsets[:, 1:2] + torch.arange(width, device=images.device)).view(batch, 1, 1, width)
-    # One gather per axis picks each sample's window without a Python loop over the batch.
-    picked = padded.gather(2, rows.expand(batch, 3, height, padded.shape[3]))
-    picked = picked.gather(3, cols.expand(batch, 3, height, width))
-    return picked.to(images.dtype)
+    offsets = torch.randint(-padding, padding + 1, (batch, 2), generator=generator, device=generator.device).to(images.device)
+    rows = (offsets[:, 0:1] + torch.arange(height, device=images.device)).clamp_(0, height - 1)
+    cols = (offsets[:, 1:2] + torch.arange(width, device=images.device)).clamp_(0, width - 1)
+    samples = torch.arange(batch, device=images.device).view(batch, 1, 1)
+    # Indexing the NHWC view keeps the result channels_last when permuted back.
+    picked = images.permute(0, 2, 3, 1)[samples, rows.view(batch, height, 1), cols.view(batch, 1, width)]
+    return picked.permute(0, 3, 1, 2)
 
 
 def random_rotate(images: torch.Tensor, max_degrees: float, generator: torch.Generator) -> torch.Tensor:

@@ -116,10 +116,11 @@ def train_one_epoch(
     batches = list(batch_indices(len(data), train.batch_size // shard[1], generator, shard))
     for index in tqdm(batches, desc=desc, unit="batch", leave=False, disable=shard[0] != 0):
         index = index.to(device)
-        images = random_crop(normalize(data.images[index]), train.crop_padding, generator)
-        images = random_rotate(images, train.rotation_deg, generator)
+        # Crop and flip on uint8 (cheap to move), then normalise, then rotate (needs floats).
+        images = random_crop(data.images[index], train.crop_padding, generator)
         if train.hflip:
             images = random_flip(images, generator)
+        images = random_rotate(normalize(images), train.rotation_deg, generator)
         images = images.contiguous(memory_format=torch.channels_last)
         labels = data.labels[index]
         with autocast(device):
