@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgcls.images import fit_within, read_image, to_rgb8, to_square
+from imgcls.images import decode, fit_within, read_image, to_rgb8, to_square
 
 
 def test_grayscale_becomes_three_equal_channels():
@@ -79,10 +79,10 @@ def test_large_jpeg_decodes_at_reduced_scale_with_area_quality(tmp_path):
     photo = cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), (0, 0), 3)
     path = tmp_path / "photo.jpg"
     cv2.imwrite(str(path), photo, [cv2.IMWRITE_JPEG_QUALITY, 95])
-    assert read_image(path, target=64).shape == (60, 80, 3)
-    assert read_image(path, target=200).shape == (240, 320, 3)
+    assert decode(path, target=64)[0].shape == (60, 80, 3)
+    assert decode(path, target=200)[0].shape == (240, 320, 3)
     assert read_image(path).shape == (480, 640, 3)
-    reduced = fit_within(read_image(path, target=64), 64).astype(int)
+    reduced = fit_within(decode(path, target=64)[0], 64).astype(int)
     full = fit_within(read_image(path), 64).astype(int)
     assert np.abs(reduced - full).mean() < 2.0
 
@@ -90,5 +90,5 @@ def test_large_jpeg_decodes_at_reduced_scale_with_area_quality(tmp_path):
 def test_png_is_never_reduced(tmp_path):
     path = tmp_path / "big.png"
     cv2.imwrite(str(path), np.zeros((400, 300), np.uint16))
-    decoded = read_image(path, target=32)
+    decoded = decode(path, target=32)[0]
     assert decoded.shape == (400, 300) and decoded.dtype == np.uint16

@@ -15,7 +15,7 @@ from imgcls.atomic import atomic_dir
 from imgcls.coco import Selected
 from imgcls.download import RemoteImage, download_images
 from imgcls.errors import ImgclsError
-from imgcls.images import BadImageError, fit_within, header_info, read_image, write_png
+from imgcls.images import BadImageError, decode, fit_within, write_png
 from imgcls.manifest import write_csv
 
 MANIFEST_COLUMNS = ("id", "category", "file", "source_file", "width", "height")
@@ -33,11 +33,9 @@ class BadImage:
 def _extract_one(record: Selected, out_images: Path, size: int) -> dict[str, object] | BadImage:
     expected = (record.width, record.height) if record.width is not None and record.height is not None else None
     try:
-        pixels = read_image(record.source, expected, target=size)
+        pixels, (width, height) = decode(record.source, expected, target=size)
     except BadImageError as exc:
         return BadImage(record.image_id, record.source_name, str(exc))
-    # Folder images have no annotated size; their header has it (the decode may be reduced).
-    width, height = expected if expected is not None else header_info(record.source)[:2]
     file = f"{record.image_id}.png"
     write_png(out_images / file, fit_within(pixels, size))
     return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Literal
 
@@ -22,13 +23,17 @@ class BadImageError(ImgclsError):
     """An image file that cannot be used; `extract.on_bad_image` decides whether that is fatal."""
 
 
-def header_info(path: Path) -> tuple[int, int, str]:
-    """(width, height, format) from the file header alone, without decoding the pixels."""
+# What OpenCV decodes for us; naming them spares PIL trying every plugin it knows on each file.
+HEADER_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "PPM", "GIF")
+
+
+def header_info(data: bytes, name: Path) -> tuple[int, int, str]:
+    """(width, height, format) from the header alone, without decoding the pixels."""
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data), formats=HEADER_FORMATS) as image:
             return image.size[0], image.size[1], str(image.format)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise BadImageError(f"{path}: not an image in a known format ({exc})") from None
+        raise BadImageError(f"{name}: not an image in a known format ({exc})") from None
 
 
 # JPEG's DCT can decode straight to 1/2, 1/4 or 1/8 scale, skipping most of the work.
@@ -44,28 +49,34 @@ def _decode_flag(width: int, height: int, image_format: str, target: int | None)
     return cv2.IMREAD_UNCHANGED
 
 
-def read_image(path: Path, expected_size: tuple[int, int] | None = None, target: int | None = None) -> np.ndarray:
-    """Decode any layout OpenCV knows, keeping bit depth and alpha (BGR/BGRA order).
+def decode(path: Path, expected_size: tuple[int, int] | None = None, target: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode any layout OpenCV knows, keeping bit depth and alpha (BGR/BGRA order); also return the stored (width, height).
 
     Refuses, before decoding, files that are empty, not images, whose header claims
-    more than MAX_PIXELS (decompression bombs) or a size other than `expected_size`
-    (width, height); after decoding, files OpenCV rejects (it treats a truncated JPEG
-    or PNG as an error). With `target`, a JPEG much larger than `target` px is decoded
-    at reduced scale (8-bit colour), which a later INTER_AREA resize to `target` finishes.
+    more than MAX_PIXELS (decompression bombs) or a size other than `expected_size`;
+    after decoding, files OpenCV rejects (it treats a truncated JPEG or PNG as an
+    error). With `target`, a JPEG much larger than `target` px is decoded at reduced
+    scale (8-bit colour), which a later INTER_AREA resize to `target` finishes.
     """
     if not path.is_file():
         raise BadImageError(f"{path}: file not found")
-    if path.stat().st_size == 0:
+    data = path.read_bytes()
+    if not data:
         raise BadImageError(f"{path}: empty file (0 bytes)")
-    width, height, image_format = header_info(path)
+    width, height, image_format = header_info(data, path)
     if width * height > MAX_PIXELS:
         raise BadImageError(f"{path}: header claims {width}x{height} pixels, over the {MAX_PIXELS:,}-pixel limit; refused before decoding")
     if expected_size is not None and (width, height) != tuple(expected_size):
         raise BadImageError(f"{path}: image is {width}x{height} but the annotation says {expected_size[0]}x{expected_size[1]}")
-    pixels = cv2.imdecode(np.fromfile(path, np.uint8), _decode_flag(width, height, image_format, target))
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), _decode_flag(width, height, image_format, target))
     if pixels is None:
         raise BadImageError(f"{path}: could not be decoded (corrupt or truncated)")
-    return pixels
+    return pixels, (width, height)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Decode a whole image at its stored size; see `decode` for what is refused."""
+    return decode(path)[0]
 
 
 def fit_within(pixels: np.ndarray, size: int) -> np.ndarray:
