@@ -18,7 +18,7 @@ from imgcls.errors import ImgclsError
 from imgcls.images import BadImageError, decode, fit_within, write_png
 from imgcls.manifest import write_csv
 
-MANIFEST_COLUMNS = ("id", "category", "file", "source_file", "width", "height")
+MANIFEST_COLUMNS = ("id", "category", "file", "md5", "source_file", "width", "height")
 BAD_IMAGE_COLUMNS = ("id", "source_file", "reason")
 BAD_IMAGES_FILE = "bad_images.csv"
 
@@ -37,11 +37,12 @@ def _extract_one(record: Selected, out_images: Path, size: int) -> dict[str, obj
     except BadImageError as exc:
         return BadImage(record.image_id, record.source_name, str(exc))
     file = f"{record.image_id}.png"
-    write_png(out_images / file, fit_within(pixels, size))
+    md5 = write_png(out_images / file, fit_within(pixels, size))
     return {
         "id": record.image_id,
         "category": record.category,
         "file": f"images/{file}",
+        "md5": md5,
         "source_file": record.source_name,
         "width": width,
         "height": height,

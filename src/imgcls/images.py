@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 from typing import Literal
@@ -121,9 +122,17 @@ def to_square(rgb: np.ndarray, size: int, mode: Literal["pad", "stretch"]) -> np
     )
 
 
-def write_png(path: Path, pixels: np.ndarray, *, rgb: bool = False) -> None:
-    """Write a PNG; `rgb=True` means the array is RGB and must be flipped for OpenCV."""
+def write_png(path: Path, pixels: np.ndarray, *, rgb: bool = False) -> str:
+    """Write a PNG and return the md5 of its bytes; `rgb=True` means the array is RGB, flipped for OpenCV.
+
+    Manifests record the md5 so that a manifest changes whenever any image it lists does,
+    which lets the next stage depend on the manifest instead of hashing a folder of thousands.
+    """
     if rgb:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
-    if not cv2.imwrite(str(path), pixels):
-        raise ImgclsError(f"{path}: could not write image")
+    ok, encoded = cv2.imencode(".png", pixels)
+    if not ok:
+        raise ImgclsError(f"{path}: could not encode image")
+    data = encoded.tobytes()
+    path.write_bytes(data)
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()

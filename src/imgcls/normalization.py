@@ -13,7 +13,7 @@ from imgcls.atomic import atomic_dir
 from imgcls.images import read_image, to_rgb8, to_square, write_png
 from imgcls.manifest import read_csv, write_csv
 
-MANIFEST_COLUMNS = ("id", "category", "file")
+MANIFEST_COLUMNS = ("id", "category", "file", "md5")
 
 
 def normalize_images(extracted_dir: Path, out_dir: Path, size: int, resize: Literal["pad", "stretch"]) -> int:
@@ -23,8 +23,8 @@ def normalize_images(extracted_dir: Path, out_dir: Path, size: int, resize: Lite
     def normalize_one(row: dict[str, str], out_images: Path) -> dict[str, object]:
         rgb = to_square(to_rgb8(read_image(extracted_dir / row["file"])), size, resize)
         file = f"{row['id']}.png"
-        write_png(out_images / file, rgb, rgb=True)
-        return {"id": row["id"], "category": row["category"], "file": f"images/{file}"}
+        md5 = write_png(out_images / file, rgb, rgb=True)
+        return {"id": row["id"], "category": row["category"], "file": f"images/{file}", "md5": md5}
 
     with atomic_dir(out_dir) as tmp:
         out_images = tmp / "images"
