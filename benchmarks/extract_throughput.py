@@ -31,6 +31,8 @@ import torch
 from imgcls.coco import Selected, coco_from_dict, select
 from imgcls.extraction import extract_images
 
+from scratch import scratch_dir  # benchmarks/ is on sys.path when a script there runs
+
 WIDTH, HEIGHT = 640, 480
 SIZE = 64
 CATEGORIES = ("cat", "dog")
@@ -87,14 +89,6 @@ def mean_abs_difference(records: Sequence[Selected], baseline_dir: Path, project
         total += float(np.abs(a - b).sum())
         count += a.size
     return total / count
-
-
-def scratch_dir() -> Path:
-    """Work under the repository's git-ignored data/, where the pipeline itself writes, not /tmp,
-    whose file-creation cost on some machines is ten times that of the project's own disk."""
-    folder = Path(__file__).resolve().parents[1] / "data" / "benchmarks"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def main() -> None:

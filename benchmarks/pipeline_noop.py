@@ -24,6 +24,8 @@ import cv2
 import numpy as np
 import yaml
 
+from scratch import scratch_dir  # benchmarks/ is on sys.path when a script there runs
+
 REPO = Path(__file__).resolve().parents[1]
 IGNORE = shutil.ignore_patterns(".git", ".venv", "data", "cache", "tmp", "__pycache__", "*.egg-info", "metrics")
 TARGET_SECONDS = 3.0
@@ -49,14 +51,6 @@ def make_folder_dataset(root: Path, count: int) -> None:
         pixels = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
         pixels[:, :: 2 + index % 2] = 255
         cv2.imwrite(str(root / label / f"{index:05d}.png"), pixels)
-
-
-def scratch_dir() -> Path:
-    """Work under the repository's git-ignored data/, where the pipeline itself writes, not /tmp,
-    whose file-creation cost on some machines is ten times that of the project's own disk."""
-    folder = Path(__file__).resolve().parents[1] / "data" / "benchmarks"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def main() -> None:

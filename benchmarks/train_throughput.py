@@ -36,6 +36,8 @@ from imgcls.params import TrainParams
 from imgcls.splits import PackedSplit
 from imgcls.training import epoch_generator, train_one_epoch
 
+from scratch import scratch_dir  # benchmarks/ is on sys.path when a script there runs
+
 SIZE = 64
 CLASSES = 10
 BATCH = 64
@@ -152,14 +154,6 @@ def model_step_ceiling(images: np.ndarray, labels: np.ndarray, steps: int = 10) 
     for _ in range(steps):
         step()
     return steps * BATCH / (time.perf_counter() - start)
-
-
-def scratch_dir() -> Path:
-    """Work under the repository's git-ignored data/, where the pipeline itself writes, not /tmp,
-    whose file-creation cost on some machines is ten times that of the project's own disk."""
-    folder = Path(__file__).resolve().parents[1] / "data" / "benchmarks"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def main() -> None:
