@@ -76,10 +76,8 @@ class Repo:
         self.run("git", "commit", "-q", "-m", message)
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Repo:
-    """A fresh git + DVC repository holding this project's pipeline, with no data or lock file."""
-    root = tmp_path / "project"
+def project_copy(root: Path) -> Repo:
+    """A fresh git + DVC repository at `root` holding this project's pipeline, with no data or lock file."""
     shutil.copytree(REPO, root, ignore=COPY_IGNORE)
     for generated in ("dvc.lock",):
         (root / generated).unlink(missing_ok=True)
@@ -89,3 +87,39 @@ def repo(tmp_path: Path) -> Repo:
     repo.run("git", "init", "-q", "-b", "main")
     repo.commit("project copy")
     return repo
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repo:
+    return project_copy(tmp_path / "project")
+
+
+# Two tiny models on three small classes at 16 px: the whole pipeline in well under a minute.
+TINY = {
+    "extract": {"categories": ["zero", "one", "seven"], "per_category": 40, "size": 16},
+    "train": {"epochs": 2, "batch_size": 32},
+    "models": {"net1": {}, "net2": {"epochs": 1}},
+    "ensemble": {"models": ["net1", "net2"], "tie_break": "net1"},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny pipeline reproduced once and committed; tests get copies (see `tiny`)."""
+    repo = project_copy(tmp_path_factory.mktemp("baseline") / "project")
+    params = repo.params()
+    for section, values in TINY.items():
+        params[section] = values if section in ("models", "ensemble") else {**params[section], **values}
+    repo.write_params(params)
+    repo.commit("tiny pipeline")
+    repo.run("dvc", "repro")
+    repo.commit("baseline")
+    return repo.root
+
+
+@pytest.fixture
+def tiny(tiny_baseline: Path, tmp_path: Path) -> Repo:
+    """A private copy of the reproduced tiny pipeline: git history, DVC cache and outputs included."""
+    root = tmp_path / "project"
+    shutil.copytree(tiny_baseline, root, symlinks=True)
+    return Repo(root)

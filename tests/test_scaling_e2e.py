@@ -8,22 +8,9 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def tiny(repo):
-    repo.set_params({"extract": {"categories": ["zero", "one"], "per_category": 30, "size": 16}, "train": {"epochs": 1}})
-    params = repo.params()
-    params["models"] = {"net1": {}, "net2": {}}
-    params["ensemble"] = {"models": ["net1", "net2"], "tie_break": "net1"}
-    repo.write_params(params)
-    repo.commit("tiny pipeline")
-    repo.run("dvc", "repro")
-    repo.commit("baseline")
-    return repo
-
-
 def test_two_queued_experiments_run_in_parallel(tiny):
-    for lr in ("0.01", "0.02"):
-        tiny.run("dvc", "exp", "run", "--queue", "-S", f"train.lr={lr}")
+    for lr in ("0.01", "0.02"):  # one model's lr, so each experiment retrains only that model
+        tiny.run("dvc", "exp", "run", "--queue", "-S", f"+models.net2.lr={lr}")
     tiny.run("dvc", "queue", "start", "-j", "2")
     deadline = time.monotonic() + 420
     while time.monotonic() < deadline:
@@ -35,7 +22,7 @@ def test_two_queued_experiments_run_in_parallel(tiny):
     assert status.count("Success") == 2, status
     experiments = json.loads(tiny.run("dvc", "exp", "show", "--json").stdout)
     learning_rates = {
-        exp["data"]["params"]["params.yaml"]["data"]["train"]["lr"]
+        exp["data"]["params"]["params.yaml"]["data"]["models"]["net2"].get("lr")
         for baseline in experiments
         for exp in (baseline.get("experiments") or [])
         for exp in exp["revs"]
@@ -52,7 +39,7 @@ def test_local_remote_shares_data_models_and_experiments(tiny, tmp_path):
     tiny.commit("local DVC remote")
     tiny.run("git", "push", "-q", "origin", "main")
     tiny.run("dvc", "push")
-    tiny.run("dvc", "exp", "run", "-n", "higher-lr", "-S", "train.lr=0.01")
+    tiny.run("dvc", "exp", "run", "-n", "higher-lr", "-S", "+models.net2.lr=0.01")
     tiny.run("dvc", "exp", "push", "origin", "higher-lr")
 
     clone = tmp_path / "clone"
@@ -64,4 +51,4 @@ def test_local_remote_shares_data_models_and_experiments(tiny, tmp_path):
     assert "higher-lr" in elsewhere.run("dvc", "exp", "list", "origin").stdout
     elsewhere.run("dvc", "exp", "pull", "origin", "higher-lr")
     elsewhere.run("dvc", "exp", "apply", "higher-lr")
-    assert elsewhere.params()["train"]["lr"] == 0.01
+    assert elsewhere.params()["models"]["net2"]["lr"] == 0.01
