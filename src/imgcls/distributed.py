@@ -13,7 +13,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 
-
 @dataclass(frozen=True)
 class Process:
     """This process's place in the run: rank 0 of 1 when not started by torchrun."""

@@ -13,7 +13,6 @@ from PIL import Image, UnidentifiedImageError
 
 from imgcls.errors import ImgclsError
 
-
 # Far above any photo dataset's images, far below what would exhaust memory when decoded.
 MAX_PIXELS = 40_000_000
 # header_size enforces MAX_PIXELS itself, with the claimed size in the message; PIL's own guard would hide it.
