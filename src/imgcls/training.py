@@ -12,7 +12,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +221,7 @@ def fit(
     resumed = _resume(last_path, best_path, fingerprint, log)
     state = RunState()
     if resumed is not None:
-        state = RunState(resumed["epoch"], resumed["best_score"], resumed["best_epoch"], resumed["bad_epochs"], resumed["history"])
+        state = RunState(**{f.name: resumed[f.name] for f in fields(RunState)})
         model.load_state_dict(resumed["model"])
     if unfreeze_at_epoch is not None and state.epoch + 1 > unfreeze_at_epoch:
         unfreeze_all(model)
@@ -236,6 +236,10 @@ def fit(
 
     criterion = make_criterion(train, train_data.labels, num_classes)
     for epoch in range(state.epoch + 1, train.epochs + 1):
+        # Checked before each epoch rather than after, so a run resumed after its early stop stays stopped.
+        if train.patience is not None and state.bad_epochs >= train.patience:
+            log(f"early stop: {train.monitor} has not improved for {train.patience} epochs (best: epoch {state.best_epoch})")
+            break
         if epoch == unfreeze_at_epoch:
             # Staged fine-tuning: the frozen phase is over, so every weight joins a fresh optimizer.
             unfreeze_all(model)
@@ -274,12 +278,8 @@ def fit(
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
-                    "epoch": epoch,
                     "fingerprint": fingerprint,
-                    "best_score": state.best_score,
-                    "best_epoch": state.best_epoch,
-                    "bad_epochs": state.bad_epochs,
-                    "history": state.history,
+                    **asdict(state),
                 },
             )
         on_epoch(epoch, record)
@@ -287,8 +287,5 @@ def fit(
             f"epoch {epoch}/{train.epochs}: train/loss {record['train/loss']:.4f} val/acc {record['val/acc']:.4f} "
             f"val/f1_macro {record['val/f1_macro']:.4f} ({record['images_per_s']:.0f} img/s)"
         )
-        if train.patience is not None and state.bad_epochs >= train.patience:
-            log(f"early stop: {train.monitor} has not improved for {train.patience} epochs (best: epoch {state.best_epoch})")
-            break
     return state
 
