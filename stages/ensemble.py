@@ -31,7 +31,7 @@ def main() -> None:
     ids, y_true, _ = read_predictions(args.predictions / f"{params.models[0]}.csv", classes)
     votes = []
     for name in params.models:
-        member_ids, member_true, member_pred = read_predictions(args.predictions / f"{name}.csv", classes)
+        member_ids, _, member_pred = read_predictions(args.predictions / f"{name}.csv", classes)
         check_aligned(name, member_ids, ids)
         votes.append(member_pred)
     y_pred = majority_vote(votes, params.models.index(params.tie_break), len(classes))

@@ -41,8 +41,9 @@ def main() -> None:
             _, y_true, y_pred = read_predictions(args.predictions / f"{name}.csv", classes)
             total, trainable = count_parameters(model)
             links = [f"[confusion](../figures/{name}/confusion.png)", f"[misclassified](../figures/{name}/misclassified.png)"]
-            if conv_layers(model):
-                filter_grid(tmp / f"{name}_filters.png", conv_layers(model)[0], f"{name}: first-layer filters")
+            convolutions = conv_layers(model)
+            if convolutions:
+                filter_grid(tmp / f"{name}_filters.png", convolutions[0], f"{name}: first-layer filters")
                 feature_maps(tmp / f"{name}_features.png", model, image, f"{name}: feature maps")
                 links += [f"[filters]({name}_filters.png)", f"[feature maps]({name}_features.png)"]
             train_seconds = read_json(args.train_metrics / name / "metrics.json")["train_seconds"]
