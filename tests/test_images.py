@@ -87,6 +87,16 @@ def test_large_jpeg_decodes_at_reduced_scale_with_area_quality(tmp_path):
     assert np.abs(reduced - full).mean() < 2.0
 
 
+def test_reduced_jpeg_keeps_stored_orientation_like_a_full_decode(tmp_path):
+    # EXIF orientation 6 asks viewers to rotate 90 degrees; COCO's width/height describe the stored pixels.
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.zeros((128, 256, 3), np.uint8)).save(path, exif=exif)
+    assert read_image(path).shape[:2] == (128, 256)
+    assert decode(path, target=32)[0].shape[:2] == (16, 32)  # 1/8 scale, not turned to (32, 16)
+
+
 def test_png_is_never_reduced(tmp_path):
     path = tmp_path / "big.png"
     cv2.imwrite(str(path), np.zeros((400, 300), np.uint16))

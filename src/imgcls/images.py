@@ -36,8 +36,12 @@ def header_info(data: bytes, name: Path) -> tuple[int, int, str]:
         raise BadImageError(f"{name}: not an image in a known format ({exc})") from None
 
 
-# JPEG's DCT can decode straight to 1/2, 1/4 or 1/8 scale, skipping most of the work.
-_REDUCED_JPEG = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+# JPEG's DCT can decode straight to 1/2, 1/4 or 1/8 scale, skipping most of the work. Pixels stay
+# in stored orientation, as IMREAD_UNCHANGED leaves them and as COCO's width/height describe them.
+_REDUCED_JPEG = tuple(
+    (factor, flag | cv2.IMREAD_IGNORE_ORIENTATION)
+    for factor, flag in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+)
 
 
 def _decode_flag(width: int, height: int, image_format: str, target: int | None) -> int:
