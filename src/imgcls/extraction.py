@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-
-from tqdm import tqdm
 
 from imgcls.atomic import atomic_dir
 from imgcls.coco import Selected
@@ -17,6 +13,7 @@ from imgcls.download import RemoteImage, download_images
 from imgcls.errors import ImgclsError
 from imgcls.images import BadImageError, decode, fit_within, write_png
 from imgcls.manifest import write_csv
+from imgcls.parallel import map_images
 
 MANIFEST_COLUMNS = ("id", "category", "file", "md5", "source_file", "width", "height")
 BAD_IMAGE_COLUMNS = ("id", "source_file", "reason")
@@ -59,18 +56,14 @@ def extract_images(
 ) -> tuple[int, list[BadImage]]:
     """Write `out_dir/images/<id>.png`, `manifest.csv` and `bad_images.csv`; return (kept, bad).
 
-    Decoding and resizing run on all cores: OpenCV releases the GIL, so threads suffice.
-    Nothing is written unless the run succeeds as a whole.
+    Decoding and resizing run on all cores. Nothing is written unless the run succeeds as a whole.
     """
     known = {b.image_id for b in known_bad}
     todo = [r for r in records if r.image_id not in known]
     with atomic_dir(out_dir) as tmp:
         out_images = tmp / "images"
         out_images.mkdir()
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            results = list(
-                tqdm(pool.map(lambda r: _extract_one(r, out_images, size), todo), total=len(todo), desc="extract", unit="img")
-            )
+        results = map_images(lambda r: _extract_one(r, out_images, size), todo, desc="extract")
         rows = [r for r in results if isinstance(r, dict)]
         bad = [*known_bad, *(r for r in results if isinstance(r, BadImage))]
         _check_bad(bad, len(records), on_bad_image, max_bad_fraction)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
-
-from tqdm import tqdm
 
 from imgcls.atomic import atomic_dir
 from imgcls.images import read_image, to_rgb8, to_square, write_png
 from imgcls.manifest import read_csv, write_csv
+from imgcls.parallel import map_images
 
 MANIFEST_COLUMNS = ("id", "category", "file", "md5")
 
@@ -29,9 +26,6 @@ def normalize_images(extracted_dir: Path, out_dir: Path, size: int, resize: Lite
     with atomic_dir(out_dir) as tmp:
         out_images = tmp / "images"
         out_images.mkdir()
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            out_rows = list(
-                tqdm(pool.map(lambda r: normalize_one(r, out_images), rows), total=len(rows), desc="normalize", unit="img")
-            )
+        out_rows = map_images(lambda r: normalize_one(r, out_images), rows, desc="normalize")
         write_csv(tmp / "manifest.csv", out_rows, MANIFEST_COLUMNS)
     return len(out_rows)
