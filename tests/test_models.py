@@ -19,7 +19,7 @@ from imgcls.models import (
     head_parameters,
     unfreeze_all,
 )
-from imgcls.models.classic import SelfAttention
+from imgcls.models.classic import SelfAttention, _activate_and_pool
 
 CLASSIC_MODELS = tuple(name for name in MODEL_NAMES if name not in TORCHVISION_MODELS)
 # Parameter-name prefixes that stay trainable under each freeze mode.
@@ -248,3 +248,20 @@ def test_resnet_scratch_dropout_sits_after_each_blocks_first_conv() -> None:
     model = build_model("resnet_scratch", 3, 32, dropout=0.25)
     dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
     assert [d.p for d in dropouts] == [0.25] * 5
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU, nn.Mish])
+def test_activation_and_pooling_reordering_changes_neither_outputs_nor_gradients(activation) -> None:
+    # Windows that are all negative, mixed, and tied: where a careless reordering would differ.
+    x = torch.randn(4, 8, 16, 16)
+    x[:, :, :4, :4] = -torch.rand(4, 8, 4, 4) - 0.1
+    x[:, :, 4:6, 4:6] = 0.5
+    textbook = nn.Sequential(activation(), nn.MaxPool2d(2))
+    reordered = nn.Sequential(*_activate_and_pool(activation))
+    inputs = [x.clone().requires_grad_(True) for _ in range(2)]
+    outputs = [net(i) for net, i in zip((textbook, reordered), inputs)]
+    upstream = torch.randn_like(outputs[0])
+    for output in outputs:
+        output.backward(upstream)
+    assert torch.equal(outputs[0], outputs[1])
+    assert torch.equal(inputs[0].grad, inputs[1].grad)
