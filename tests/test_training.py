@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from imgcls.checkpoint import load_checkpoint, run_fingerprint
-from imgcls.data import DeviceSplit, batch_indices, random_crop, random_flip
+from imgcls.data import DeviceSplit, batch_indices, random_crop_flip
 from imgcls.models import build_model
 from imgcls.params import TrainParams
 from imgcls.training import fit, make_scheduler
@@ -109,15 +109,26 @@ def test_rebuilt_scheduler_is_fast_forwarded():
 
 def test_batch_augmentation_draws_per_sample():
     images = torch.arange(64 * 3 * 4 * 4, dtype=torch.float32).reshape(64, 3, 4, 4)
-    flipped = random_flip(images, torch.Generator().manual_seed(0))
+    flipped = random_crop_flip(images, 0, True, torch.Generator().manual_seed(0))
     mirrored = (flipped == images.flip(3)).flatten(1).all(1)
     unchanged = (flipped == images).flatten(1).all(1)
     assert (mirrored ^ unchanged).all() and 10 < int(mirrored.sum()) < 54, "each sample flips independently"
 
-    cropped = random_crop(images, 1, torch.Generator().manual_seed(0))
+    cropped = random_crop_flip(images, 1, False, torch.Generator().manual_seed(0))
     assert cropped.shape == images.shape
     shifts = {tuple(torch.nonzero(cropped[i, 0] == images[i, 0, 1, 1]).flatten().tolist()) for i in range(64)}
     assert len(shifts) > 3, "crop offsets differ between samples"
+
+
+def test_crop_and_flip_together_mirror_the_shifted_window():
+    images = torch.arange(32 * 3 * 6 * 6, dtype=torch.uint8).reshape(32, 3, 6, 6).contiguous(memory_format=torch.channels_last)
+    both = random_crop_flip(images, 2, True, torch.Generator().manual_seed(5))
+    # The same draws, crop alone: each output is that window, or that window mirrored.
+    cropped = random_crop_flip(images, 2, False, torch.Generator().manual_seed(5))
+    mirrored = (both == cropped.flip(3)).flatten(1).all(1)
+    unchanged = (both == cropped).flatten(1).all(1)
+    assert (mirrored | unchanged).all() and mirrored.any() and not mirrored.all()
+    assert both.dtype == torch.uint8 and both.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_sharded_batches_partition_one_permutation():

@@ -58,31 +58,34 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     """uint8 (B, 3, H, W) to float, scaled by the ImageNet mean and std, kept channels_last."""
     mean = torch.tensor(MEAN, device=images.device).view(1, 3, 1, 1) * 255
     std = torch.tensor(STD, device=images.device).view(1, 3, 1, 1) * 255
-    return ((images.float() - mean) / std).contiguous(memory_format=torch.channels_last)
+    # In place on the fresh float copy: out-of-place arithmetic allocated two more batches and took 5x as long on CPU.
+    return images.float().sub_(mean).div_(std).contiguous(memory_format=torch.channels_last)
 
 
-def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Mirror a random half of the batch left-right, each sample drawn independently."""
-    flip = torch.rand(images.shape[0], generator=generator, device=generator.device) < 0.5
-    return torch.where(flip.to(images.device).view(-1, 1, 1, 1), images.flip(3), images)
+def random_crop_flip(images: torch.Tensor, padding: int, hflip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Shift each sample by up to `padding` px (edge pixels repeated: pad-and-crop without the pad)
+    and, with `hflip`, mirror a random half of the batch left-right; every sample draws its own.
 
-
-def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Shift each sample by up to `padding` px, edge pixels repeated: pad-and-crop without the pad.
-
-    One gather with clamped row/column indices picks every sample's window, on any dtype, so it
-    runs on the uint8 batch before normalising (a quarter of the bytes of a float batch).
+    One index_select of whole pixels picks every sample's window, mirrored or not, on any dtype,
+    so it runs on the uint8 batch before normalising (a quarter of the bytes of a float batch).
     """
-    if padding == 0:
+    if padding == 0 and not hflip:
         return images
-    batch, _, height, width = images.shape
-    offsets = torch.randint(-padding, padding + 1, (batch, 2), generator=generator, device=generator.device).to(images.device)
-    rows = (offsets[:, 0:1] + torch.arange(height, device=images.device)).clamp_(0, height - 1)
-    cols = (offsets[:, 1:2] + torch.arange(width, device=images.device)).clamp_(0, width - 1)
-    samples = torch.arange(batch, device=images.device).view(batch, 1, 1)
-    # Indexing the NHWC view keeps the result channels_last when permuted back.
-    picked = images.permute(0, 2, 3, 1)[samples, rows.view(batch, height, 1), cols.view(batch, 1, width)]
-    return picked.permute(0, 3, 1, 2)
+    batch, channels, height, width = images.shape
+    device = images.device
+    rows = torch.arange(height, device=device).expand(batch, height)
+    cols = torch.arange(width, device=device).expand(batch, width)
+    if padding:
+        offsets = torch.randint(-padding, padding + 1, (batch, 2), generator=generator, device=generator.device).to(device)
+        rows = (rows + offsets[:, 0:1]).clamp(0, height - 1)
+        cols = (cols + offsets[:, 1:2]).clamp(0, width - 1)
+    if hflip:
+        flip = torch.rand(batch, generator=generator, device=generator.device) < 0.5
+        cols = torch.where(flip.to(device).view(batch, 1), cols.flip(1), cols)
+    pixel = (torch.arange(batch, device=device).view(batch, 1, 1) * height + rows.view(batch, height, 1)) * width + cols.view(batch, 1, width)
+    # Rows of the NHWC view are whole pixels; the result permuted back is channels_last.
+    pixels = images.permute(0, 2, 3, 1).reshape(-1, channels)
+    return pixels.index_select(0, pixel.view(-1)).view(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
 def random_rotate(images: torch.Tensor, max_degrees: float, generator: torch.Generator) -> torch.Tensor:

@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from imgcls.checkpoint import load_checkpoint, save_checkpoint
-from imgcls.data import DeviceSplit, batch_indices, normalize, random_crop, random_flip, random_rotate
+from imgcls.data import DeviceSplit, batch_indices, normalize, random_crop_flip, random_rotate
 from imgcls.distributed import sum_across_processes
 from imgcls.errors import ImgclsError
 from imgcls.metrics import f1_macro
@@ -117,9 +117,7 @@ def train_one_epoch(
     for index in tqdm(batches, desc=desc, unit="batch", leave=False, disable=shard[0] != 0):
         index = index.to(device)
         # Crop and flip on uint8 (cheap to move), then normalise, then rotate (needs floats).
-        images = random_crop(data.images[index], train.crop_padding, generator)
-        if train.hflip:
-            images = random_flip(images, generator)
+        images = random_crop_flip(data.images[index], train.crop_padding, train.hflip, generator)
         images = random_rotate(normalize(images), train.rotation_deg, generator)
         images = images.contiguous(memory_format=torch.channels_last)
         labels = data.labels[index]
