@@ -196,12 +196,16 @@ def _key_path(section: str, loc: tuple[int | str, ...]) -> str:
     return path
 
 
+def _hint(word: str, known: Collection[str], listing: str) -> str:
+    """The closest known name as a question, or else the whole `listing` of known names."""
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f"; did you mean '{close[0]}'?" if close else f"; {listing}: {', '.join(known)}"
+
+
 def _describe(section: str, known: Collection[str], error: dict[str, Any]) -> str:
     key = _key_path(section, error["loc"])
     if error["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(str(error["loc"][-1]), list(known), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(sorted(known))}"
-        return f"{key}: unknown key{hint}"
+        return f"{key}: unknown key{_hint(str(error['loc'][-1]), sorted(known), 'valid keys')}"
     if error["type"] == "missing":
         return f"{key}: required key is missing"
     message = error["msg"].removeprefix("Value error, ")
@@ -253,9 +257,7 @@ def _check_keys(path: Path, raw: dict[str, Any]) -> None:
 def _check_names(path: Path, prefix: str, mapping: dict[str, Any], known: Collection[str], what: str) -> None:
     for key in mapping:
         if key not in known:
-            close = difflib.get_close_matches(str(key), list(known), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; valid: {', '.join(known)}"
-            raise ImgclsError(f"{path}: {prefix}{key}: unknown {what}{hint}")
+            raise ImgclsError(f"{path}: {prefix}{key}: unknown {what}{_hint(str(key), known, 'valid')}")
 
 
 def load_params(path: str | Path, *sections: str) -> tuple[Section, ...]:
@@ -296,9 +298,7 @@ def resolve_model(path: str | Path, name: str) -> ModelSettings:
     raw = read_params_file(path)
     models = raw.get("models") or {}
     if name not in models:
-        close = difflib.get_close_matches(name, list(models), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else f"; models in params.yaml: {', '.join(models)}"
-        raise ImgclsError(f"models.{name}: no such model{hint}")
+        raise ImgclsError(f"models.{name}: no such model{_hint(name, models, 'models in params.yaml')}")
     if name == "ensemble":
         raise ImgclsError("models.ensemble: 'ensemble' is reserved for the ensemble stage's metrics; rename this model")
     defaults = parse_section("train", raw.get("train"))
