@@ -93,8 +93,13 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """One seed per (run seed, epoch): a resumed run redraws exactly what an uninterrupted one drew."""
+    return seed * 100_003 + epoch
+
+
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.Generator().manual_seed(epoch_seed(seed, epoch))
 
 
 def train_one_epoch(
@@ -244,7 +249,7 @@ def fit(
             trained = wrap(model)
             optimizer = make_optimizer(trained, train)
             scheduler = make_scheduler(optimizer, train, completed_epochs=epoch - 1)
-        torch.manual_seed(train.seed * 100_003 + epoch)  # dropout masks
+        torch.manual_seed(epoch_seed(train.seed, epoch))  # dropout masks
         fit_stats = train_one_epoch(
             trained, train_data, optimizer, criterion, train, epoch_generator(train.seed, epoch), device, shard, f"epoch {epoch}/{train.epochs}"
         )
