@@ -93,7 +93,7 @@ def main() -> None:
         (project / "dvc.lock").unlink(missing_ok=True)
         (project / "metrics").mkdir()
         params = yaml.safe_load((project / "params.yaml").read_text())
-        params["extract"].update(make_source(Path(tmp) / "dataset", args.images, args.source), categories=list(CATEGORIES), size=16)
+        params["extract"].update(make_source(Path(tmp) / "dataset", args.images, args.source), categories=list(CATEGORIES), side_px=16)
         params["train"]["epochs"] = 1
         params["models"] = {"net1": {}, "net2": {}}
         params["ensemble"] = {"models": ["net1", "net2"], "tie_break": "net1"}

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from imgcls.atomic import read_json, write_json
+from imgcls.atomic import write_json
 from imgcls.cli import stage_main, stage_parser
 from imgcls.ensemble import check_aligned, majority_vote
 from imgcls.errors import ImgclsError
@@ -16,7 +16,6 @@ def main() -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--processed", type=Path, required=True, help="the split stage's folder")
     parser.add_argument("--predictions", type=Path, required=True, help="folder of <model>.csv test predictions")
-    parser.add_argument("--scores", type=Path, required=True, help="folder of the members' <model>.json (parameter counts)")
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--out-predictions", type=Path, required=True)
     args = parser.parse_args()
@@ -37,9 +36,6 @@ def main() -> None:
     y_pred = majority_vote(votes, params.models.index(params.tie_break), len(classes))
 
     scores = classification_scores(y_true, y_pred, classes)
-    # The ensemble carries every member's weights, so its size is the members' sum.
-    for key in ("params_total", "params_trainable"):
-        scores[key] = sum(read_json(args.scores / f"{name}.json")[key] for name in params.models)
     write_json(args.metrics, scores)
     write_predictions(args.out_predictions, ids, y_true, y_pred, classes)
     print(f"ensemble of {', '.join(params.models)}: accuracy {scores['accuracy']:.4f}, f1_macro {scores['f1_macro']:.4f}")

@@ -10,7 +10,7 @@ from imgcls.cli import stage_main, stage_parser
 from imgcls.data import to_device
 from imgcls.evaluation import confusion_figure, misclassified_grid, write_predictions
 from imgcls.metrics import classification_scores
-from imgcls.models import count_parameters
+from imgcls.models import MODEL_NAMES, count_parameters
 from imgcls.params import EvaluateParams, load_params, resolve_model
 from imgcls.rebuild import rebuild_trained
 from imgcls.splits import load_split, read_classes
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--predictions", type=Path, required=True, help="id,actual,predicted CSV for dvc plots")
     parser.add_argument("--figures", type=Path, required=True, help="folder for confusion.png and misclassified.png")
     args = parser.parse_args()
-    settings = resolve_model(args.params, args.model)
+    settings = resolve_model(args.params, args.model, MODEL_NAMES)
     params: EvaluateParams
     (params,) = load_params(args.params, "evaluate")
 

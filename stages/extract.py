@@ -25,7 +25,7 @@ def main() -> None:
         failed_downloads = fetch_missing(
             records, params.images, params.download_workers, params.download_timeout, params.download_retries, params.allowed_hosts
         )
-    kept, bad = extract_images(records, args.out, params.size, params.on_bad_image, params.max_bad_fraction, failed_downloads)
+    kept, bad = extract_images(records, args.out, params.side_px, params.on_bad_image, params.max_bad_fraction, failed_downloads)
     skipped = f"; skipped {len(bad)} unusable (see {args.out / BAD_IMAGES_FILE})" if bad else ""
     print(f"extract: {kept} images of {len(params.categories)} categories -> {args.out}{skipped}")
 

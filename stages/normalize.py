@@ -15,8 +15,8 @@ def main() -> None:
     extract: ExtractParams
     params: NormalizeParams
     extract, params = load_params(args.params, "extract", "normalize")
-    count = normalize_images(args.extracted, args.out, extract.size, params.resize)
-    print(f"normalize: {count} images at {extract.size}x{extract.size} ({params.resize}) -> {args.out}")
+    count = normalize_images(args.extracted, args.out, extract.side_px, params.resize)
+    print(f"normalize: {count} images at {extract.side_px}x{extract.side_px} ({params.resize}) -> {args.out}")
 
 
 if __name__ == "__main__":

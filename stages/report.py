@@ -7,7 +7,7 @@ from imgcls.checkpoint import load_checkpoint
 from imgcls.cli import stage_main, stage_parser
 from imgcls.evaluation import read_predictions
 from imgcls.metrics import QUALITY_KEYS, classification_scores
-from imgcls.models import conv_layers, count_parameters
+from imgcls.models import MODEL_NAMES, conv_layers, count_parameters
 from imgcls.params import EnsembleParams, ReportParams, load_params, model_names, read_params_file, resolve_model
 from imgcls.rebuild import rebuild_trained
 from imgcls.report import comparison_table, feature_maps, filter_grid
@@ -36,7 +36,7 @@ def main() -> None:
     rows = []
     with atomic_dir(args.out) as tmp:
         for name in names:
-            settings = resolve_model(args.params, name)
+            settings = resolve_model(args.params, name, MODEL_NAMES)
             model = rebuild_trained(settings, len(classes), test.images.shape[1], load_checkpoint(args.models_dir / name / "best.pt"))
             _, y_true, y_pred = read_predictions(args.predictions / f"{name}.csv", classes)
             total, trainable = count_parameters(model)

@@ -13,10 +13,10 @@ import torch
 from dvclive import Live
 
 from imgcls import distributed
-from imgcls.checkpoint import file_digest, run_fingerprint, source_digest
+from imgcls.checkpoint import code_digest, file_digest, run_fingerprint
 from imgcls.cli import stage_main, stage_parser
 from imgcls.data import to_device
-from imgcls.models import build_model
+from imgcls.models import MODEL_NAMES, build_model
 from imgcls.params import resolve_model
 from imgcls.splits import load_split, read_classes
 from imgcls.training import fit, select_device
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder: best.pt, last.pt")
     parser.add_argument("--live", type=Path, required=True, help="dvclive folder for per-epoch metrics and plots")
     args = parser.parse_args()
-    settings = resolve_model(args.params, args.model)
+    settings = resolve_model(args.params, args.model, MODEL_NAMES)
     train = settings.train
     if train.nproc > 1 and not distributed.launched_by_torchrun():
         sys.exit(distributed.relaunch_under_torchrun(train.nproc, sys.argv))
@@ -47,7 +47,7 @@ def main() -> None:
         torch.manual_seed(train.seed)  # weight initialisation, identical on every rank
         model = build_model(settings.arch, len(classes), train_split.images.shape[1], **settings.options)
         model = model.to(device, memory_format=torch.channels_last)
-        run_identity = {**settings.fingerprint(), "source": source_digest()}
+        run_identity = {**settings.fingerprint(), "code": code_digest(Path(__file__))}
         if "weights_path" in settings.options:
             run_identity["weights"] = file_digest(Path(settings.options["weights_path"]))
         fingerprint = run_fingerprint(run_identity, train_split.images, train_split.labels, val_split.images, val_split.labels)

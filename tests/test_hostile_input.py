@@ -17,6 +17,7 @@ import yaml
 
 from conftest import REPO, tool_env
 from imgcls.errors import ImgclsError
+from imgcls.models import MODEL_NAMES
 from imgcls.params import parse_section, read_params_file, resolve_model
 
 GOOD_PNG = cv2.imencode(".png", np.full((30, 40, 3), 90, np.uint8))[1].tobytes()
@@ -49,7 +50,7 @@ class Case:
                 "annotations": str(root / "annotations.json"),
                 "images": str(self.images),
                 "categories": ["cat", "dog"],
-                "size": 16,
+                "side_px": 16,
                 "on_bad_image": "fail",
             }
         }
@@ -174,7 +175,7 @@ def write_params(tmp_path: Path, params: dict) -> Path:
 def test_unknown_model_lists_valid_ones(tmp_path):
     path = write_params(tmp_path, {"train": {}, "models": {"resnt18": {}}})
     with pytest.raises(ImgclsError, match=r"models.resnt18: unknown architecture 'resnt18' \(did you mean 'resnet18'\?\); valid: .*net1"):
-        resolve_model(path, "resnt18")
+        resolve_model(path, "resnt18", MODEL_NAMES)
 
 
 def test_typo_in_a_model_entry_is_caught(tmp_path):
@@ -186,7 +187,7 @@ def test_typo_in_a_model_entry_is_caught(tmp_path):
 def test_dvc_exp_run_strings_become_numbers(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("train:\n  lr: 1e-07\n  weight_decay: '5e-4'\nmodels:\n  net1:\n    lr: 1e-05\n")
-    settings = resolve_model(path, "net1")
+    settings = resolve_model(path, "net1", MODEL_NAMES)
     assert isinstance(settings.train.lr, float) and settings.train.lr == pytest.approx(1e-5)
     assert settings.train.weight_decay == pytest.approx(5e-4)
-    assert resolve_model(write_params(tmp_path, {"train": {"lr": "1e-07"}, "models": {"net2": {}}}), "net2").train.lr == pytest.approx(1e-7)
+    assert resolve_model(write_params(tmp_path, {"train": {"lr": "1e-07"}, "models": {"net2": {}}}), "net2", MODEL_NAMES).train.lr == pytest.approx(1e-7)

@@ -16,7 +16,7 @@ def read_rows(path):
 
 
 def test_data_stages_produce_clean_balanced_leak_free_splits(repo):
-    repo.set_params({"extract": {"categories": ["one", "three", "eight"], "size": 24}})
+    repo.set_params({"extract": {"categories": ["one", "three", "eight"], "side_px": 24}})
     repo.commit("three classes at 24 px")
     repo.run("dvc", "repro", *DATA_STAGES)
 

@@ -71,7 +71,7 @@ def test_coco_by_url_fetches_only_selected_images_and_resumes(tmp_path, image_se
     cache = tmp_path / "cache"
     cache.mkdir()
     extract = {
-        "annotations": str(tmp_path / "annotations.json"), "images": str(cache), "categories": ["cat", "dog"], "size": 16,
+        "annotations": str(tmp_path / "annotations.json"), "images": str(cache), "categories": ["cat", "dog"], "side_px": 16,
         "download": True, "download_workers": 4, "download_timeout": 5, "download_retries": 1,
         "allowed_hosts": ["127.0.0.1"], "on_bad_image": "skip", "max_bad_fraction": 0.1,
     }
@@ -111,7 +111,7 @@ def test_image_folder_source(tmp_path):
     (root / "rose" / "notes.txt").write_text("not an image, not picked up")
     (root / "ignored_class").mkdir()
     (root / "ignored_class" / "x.png").write_bytes(b"")
-    extract = {"source": "folder", "annotations": str(root), "images": str(root), "categories": ["daisy", "rose", "tulip"], "size": 20, "per_category": 6, "on_bad_image": "fail"}
+    extract = {"source": "folder", "annotations": str(root), "images": str(root), "categories": ["daisy", "rose", "tulip"], "side_px": 20, "per_category": 6, "on_bad_image": "fail"}
     result = run_extract(tmp_path, extract)
     assert result.returncode == 0, result.stderr
     rows = manifest(tmp_path)

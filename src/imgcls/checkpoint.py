@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise ImgclsError(f"{path}: not a readable imgcls checkpoint ({type(exc).__name__}: {exc})") from None
 
 
-def source_digest() -> str:
-    """Hash of imgcls's own source: a checkpoint written by other code is never resumed."""
+def code_digest(stage_script: Path) -> str:
+    """Hash of the code a run executes: the stage script, imgcls's source and the numeric libraries' versions.
+
+    A checkpoint written by other code is never resumed, so an edit anywhere that could change
+    the result (the script, the library, an upgraded torch) starts training afresh.
+    """
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.rglob("*.py")):
+    for path in [stage_script, *sorted(Path(__file__).parent.rglob("*.py"))]:
         digest.update(path.read_bytes())
+    digest.update(f"python {platform.python_version()} torch {torch.__version__} numpy {np.__version__}".encode())
     return digest.hexdigest()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +36,7 @@ class ExtractParams(Section):
     images: Path
     categories: list[str] = Field(min_length=2)
     per_category: int | None = Field(None, gt=0)
-    size: int = Field(32, ge=8, le=1024)
+    side_px: int = Field(32, ge=8, le=1024)
     seed: int = 0
     crowd: Literal["disqualify", "ignore"] = "disqualify"
     other_categories: Literal["disqualify", "ignore"] = "disqualify"
@@ -254,10 +254,19 @@ def _check_keys(path: Path, raw: dict[str, Any]) -> None:
             _check_names(path, f"{name}.", section, PARAM_SECTIONS[name].model_fields, "key")
 
 
+# DVC's run cache leaves params keys named `size` or `nfiles` out of its key (treeverse/dvc#10296), so a
+# change to one would be served stale outputs from the cache: the schema uses neither name.
+RENAMED_KEYS = {"extract.size": "extract.side_px"}
+
+
 def _check_names(path: Path, prefix: str, mapping: dict[str, Any], known: Collection[str], what: str) -> None:
     for key in mapping:
-        if key not in known:
-            raise ImgclsError(f"{path}: {prefix}{key}: unknown {what}{_hint(str(key), known, 'valid')}")
+        if key in known:
+            continue
+        if f"{prefix}{key}" in RENAMED_KEYS:
+            new = RENAMED_KEYS[f"{prefix}{key}"]
+            raise ImgclsError(f"{path}: {prefix}{key}: renamed to {new} (DVC's run cache ignores keys named '{key}')")
+        raise ImgclsError(f"{path}: {prefix}{key}: unknown {what}{_hint(str(key), known, 'valid')}")
 
 
 def load_params(path: str | Path, *sections: str) -> tuple[Section, ...]:
@@ -293,8 +302,12 @@ def model_names(raw: dict[str, Any]) -> list[str]:
     return list(models)
 
 
-def resolve_model(path: str | Path, name: str) -> ModelSettings:
-    """Overlay `models.<name>` on the `train` defaults and validate the result."""
+def resolve_model(path: str | Path, name: str, architectures: Sequence[str]) -> ModelSettings:
+    """Overlay `models.<name>` on the `train` defaults and validate the result.
+
+    `architectures` are the registered network names (`imgcls.models.MODEL_NAMES`); taking them as an
+    argument keeps this module free of torch, so the data stages neither import nor depend on the models.
+    """
     raw = read_params_file(path)
     models = raw.get("models") or {}
     if name not in models:
@@ -311,12 +324,10 @@ def resolve_model(path: str | Path, name: str) -> ModelSettings:
         raise ImgclsError(f"models.{name}.nproc: the process count is set once, as train.nproc (dvc.yaml passes it to torchrun)")
     options = parse_section(f"models.{name}", {k: v for k, v in entry.items() if k not in train_keys}, ModelOptions, extra_known=train_keys)
     merged = parse_section(f"models.{name}", {**defaults.model_dump(), **overrides}, TrainParams)
-    from imgcls.models import MODEL_NAMES  # here, not at the top: data stages should not pay for importing torch
-
     arch = options.arch or name
-    if arch not in MODEL_NAMES:
-        close = difflib.get_close_matches(arch, MODEL_NAMES, n=1)
+    if arch not in architectures:
+        close = difflib.get_close_matches(arch, architectures, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ImgclsError(f"models.{name}: unknown architecture '{arch}'{hint}; valid: {', '.join(MODEL_NAMES)}")
+        raise ImgclsError(f"models.{name}: unknown architecture '{arch}'{hint}; valid: {', '.join(architectures)}")
     picked = {k: v for k, v in options.model_dump().items() if v is not None and k not in ("arch", "unfreeze_at_epoch")}
     return ModelSettings(name, arch, merged, picked, options.unfreeze_at_epoch)
