@@ -183,15 +183,27 @@ def monitor_score(record: EpochRecord, monitor: str) -> float:
     return -value if monitor == "val/loss" else value
 
 
-def _resume(path: Path, best_path: Path, fingerprint: str, log: Callable[[str], None]) -> dict[str, Any] | None:
+def _finished(state: RunState, train: TrainParams) -> bool:
+    return state.epoch >= train.epochs or (train.patience is not None and state.bad_epochs >= train.patience)
+
+
+def _resume(path: Path, best_path: Path, fingerprint: str, train: TrainParams, log: Callable[[str], None]) -> dict[str, Any] | None:
+    """The state of an unfinished run of this very fingerprint, or None to train from scratch.
+
+    A finished run is never resumed: DVC only reruns a stage whose last run finished when
+    something changed or the user forced it (`dvc repro -f`), and both mean train again.
+    """
     if not path.is_file():
         return None
     state = load_checkpoint(path)
     if state.get("fingerprint") != fingerprint:
-        log(f"{path}: written under different settings or data; starting afresh")
+        log(f"{path}: written under different settings, data or code; starting afresh")
         return None
     if not best_path.is_file() or load_checkpoint(best_path).get("fingerprint") != fingerprint:
         log(f"{best_path}: missing or from another run, so the best epoch so far is lost; starting afresh")
+        return None
+    if _finished(RunState(**{f.name: state[f.name] for f in fields(RunState)}), train):
+        log(f"{path}: that run finished; training again from scratch")
         return None
     log(f"{path}: resuming after epoch {state['epoch']}")
     return state
@@ -221,7 +233,7 @@ def fit(
     """
     last_path, best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
     writer = shard[0] == 0
-    resumed = _resume(last_path, best_path, fingerprint, log)
+    resumed = _resume(last_path, best_path, fingerprint, train, log)
     state = RunState()
     if resumed is not None:
         state = RunState(**{f.name: resumed[f.name] for f in fields(RunState)})
@@ -239,8 +251,7 @@ def fit(
 
     criterion = make_criterion(train, train_data.labels, num_classes)
     for epoch in range(state.epoch + 1, train.epochs + 1):
-        # Checked before each epoch rather than after, so a run resumed after its early stop stays stopped.
-        if train.patience is not None and state.bad_epochs >= train.patience:
+        if _finished(state, train):
             log(f"early stop: {train.monitor} has not improved for {train.patience} epochs (best: epoch {state.best_epoch})")
             break
         if epoch == unfreeze_at_epoch:
