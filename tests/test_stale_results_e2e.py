@@ -1,5 +1,6 @@
 """Through the real `dvc` and `git` command lines: no result in the workspace belongs to other params, code or data."""
 
+import csv
 import json
 
 import cv2
@@ -17,8 +18,9 @@ def test_changing_the_image_side_reruns_extraction_instead_of_restoring_the_run_
     # The tiny pipeline ran at 16 px, so DVC's run cache holds an extract run that differs only in the side.
     result = tiny.run("dvc", "exp", "run", "-S", "extract.side_px=20", "augment")
     assert "extract" in stages_run(result.stdout), result.stdout
-    manifest = (tiny.root / "data/extracted/manifest.csv").read_text().splitlines()[1:]
-    sides = {max(cv2.imread(str(tiny.root / "data/extracted/images" / row.split(",")[2])).shape[:2]) for row in manifest}
+    with open(tiny.root / "data/extracted/manifest.csv", newline="") as f:
+        files = [tiny.root / "data/extracted" / row["file"] for row in csv.DictReader(f)]
+    sides = {max(cv2.imread(str(file)).shape[:2]) for file in files}
     assert sides == {20}
     assert np.load(tiny.root / "data/processed/test/images.npy", mmap_mode="r").shape[1:] == (20, 20, 3)
 
