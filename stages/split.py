@@ -4,7 +4,8 @@ from pathlib import Path
 
 from imgcls.cli import stage_main, stage_parser
 from imgcls.params import ExtractParams, SplitParams, load_params
-from imgcls.splits import SPLITS, assign_by_counts, assign_by_fractions, load_normalized, write_splits
+from imgcls.splits import SPLITS
+from imgcls.splitting import assign_by_counts, assign_by_fractions, load_normalized, write_splits
 
 
 def main() -> None:

@@ -72,6 +72,9 @@ def test_every_module_a_stage_runs_is_a_declared_dependency(name):
     executed = executed_files(stage_script(stage))
     missing = sorted(str(f.relative_to(REPO)) for f in executed if not any(f == d or d in f.parents for d in deps))
     assert not missing, f"{name}: dvc.yaml lacks these deps, so editing them would not rerun the stage: {missing}"
+    code_deps = [d for d in deps if d.is_relative_to(SRC) or d.is_relative_to(REPO / "stages")]
+    unused = sorted(str(d.relative_to(REPO)) for d in code_deps if not any(f == d or d in f.parents for f in executed))
+    assert not unused, f"{name}: the stage never runs these deps, so editing them would rerun it for nothing: {unused}"
 
 
 def params_read(script: Path) -> set[str]:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from imgcls.errors import ImgclsError
-from imgcls.splits import assign_by_counts, assign_by_fractions
+from imgcls.splitting import assign_by_counts, assign_by_fractions
 
 CLASSES = ["a", "b", "c"]
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-import torchvision
 from torch import nn
 
 from imgcls.errors import ImgclsError
@@ -121,6 +120,9 @@ def _check_options(
 
 
 def _imagenet_model(name: str, pretrained: bool) -> nn.Module:
+    # Imported here: torchvision takes ~2 s to import, which every stage building a classic net would pay.
+    import torchvision
+
     if not pretrained:
         return torchvision.models.get_model(name)
     weights = torchvision.models.get_model_weights(name).DEFAULT
