@@ -265,3 +265,61 @@ def test_activation_and_pooling_reordering_changes_neither_outputs_nor_gradients
         output.backward(upstream)
     assert torch.equal(outputs[0], outputs[1])
     assert torch.equal(inputs[0].grad, inputs[1].grad)
+
+
+def _conv(cin: int, cout: int, k: int = 3) -> int:
+    return cin * cout * k * k + cout  # weights + bias
+
+
+def _bn(c: int) -> int:
+    return 2 * c
+
+
+def _fc(cin: int, cout: int) -> int:
+    return cin * cout + cout
+
+
+def _stages(widths: tuple[int, ...], convs: int) -> int:
+    total, cin = 0, 3
+    for cout in widths:
+        for _ in range(convs):
+            total += _conv(cin, cout) + _bn(cout)
+            cin = cout
+    return total
+
+
+def _expected_parameters(name: str, side: int, classes: int) -> int:
+    """Parameter counts worked out by hand from each network's layer list, biases included."""
+    if name in ("cnn", "cnn_attention"):
+        total = _stages((32, 64, 128), 3) + _fc(128 * (side // 8) ** 2, 256) + _fc(256, classes)
+        if name == "cnn_attention":  # query and key project to 128 // 8 channels; gamma is one scalar
+            total += 2 * _conv(128, 16, 1) + _conv(128, 128, 1) + 1
+        return total
+    if name == "medium_cnn":
+        return _stages((64, 128, 256, 512), 1) + _fc(512 * (side // 16) ** 2, 1024) + _fc(1024, 512) + _fc(512, classes)
+    if name == "bn_cnn":
+        return _conv(3, 32, 7) + _bn(32) + _conv(32, 64) + _bn(64) + _conv(64, 64) + _bn(64) + _fc(64, classes)
+    assert name == "deep_mish_cnn"
+    head = _fc(256 * (side // 8) ** 2, 512) + _bn(512) + _fc(512, 512) + _bn(512) + _fc(512, classes)
+    return _stages((64, 128, 256), 2) + head
+
+
+@pytest.mark.parametrize(("side", "classes"), [(224, 2), (64, 5)])
+@pytest.mark.parametrize("name", ["cnn", "cnn_attention", "medium_cnn", "bn_cnn", "deep_mish_cnn"])
+def test_batchnorm_nets_have_the_parameter_count_of_their_layer_list(name: str, side: int, classes: int) -> None:
+    expected = _expected_parameters(name, side, classes)
+    assert count_parameters(build_model(name, classes, side)) == (expected, expected)
+
+
+def test_cnn_at_224_px_for_two_classes_has_the_textbook_parameter_count() -> None:
+    # The figure students report for this network, conv biases included.
+    assert count_parameters(build_model("cnn", 2, 224))[0] == 26_172_994
+
+
+@pytest.mark.parametrize(("name", "default", "count"), [("cnn", 0.5, 1), ("cnn_attention", 0.5, 1), ("medium_cnn", 0.5, 2), ("plain_cnn", 0.0, 1)])
+def test_dropout_option_sets_every_classifier_dropout(name: str, default: float, count: int) -> None:
+    rates = lambda model: [m.p for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert rates(build_model(name, 3, 32)) == [default] * count
+    assert rates(build_model(name, 3, 32, dropout=0.3)) == [0.3] * count
+    with pytest.raises(ImgclsError, match="dropout 1.5 is not a probability"):
+        build_model(name, 3, 32, dropout=1.5)

@@ -44,13 +44,21 @@ def _activate_and_pool(activation: type[nn.Module]) -> list[nn.Module]:
     return [activation(), nn.MaxPool2d(2)]
 
 
+def _check_dropout(dropout: float) -> None:
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ImgclsError(f"dropout {dropout!r} is not a probability; use a number in [0, 1)")
+
+
 def _stage(in_channels: int, out_channels: int, convs: int, activation: type[nn.Module]) -> list[nn.Module]:
-    """`convs` x [3x3 conv -> BatchNorm -> activation], then 2x2 max pooling."""
+    """`convs` x [3x3 conv -> BatchNorm -> activation], then 2x2 max pooling.
+
+    The convolutions keep their bias, as the networks are usually written (and their parameter
+    counts reported), although the BatchNorm after each makes it redundant.
+    """
     layers: list[nn.Module] = []
     for index in range(convs):
-        # No conv bias: the BatchNorm right after it would subtract it again.
         conv_in = in_channels if index == 0 else out_channels
-        layers += [nn.Conv2d(conv_in, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels)]
+        layers += [nn.Conv2d(conv_in, out_channels, 3, padding=1), nn.BatchNorm2d(out_channels)]
         layers += [activation()] if index < convs - 1 else _activate_and_pool(activation)
     return layers
 
@@ -116,30 +124,33 @@ class SelfAttention(nn.Module):
 class CNN(_ConvNet):
     """Three VGG-style stages of three batch-normalised convolutions (32, 64, 128 channels)."""
 
-    def __init__(self, num_classes: int, image_size: int) -> None:
+    def __init__(self, num_classes: int, image_size: int, *, dropout: float = 0.5) -> None:
+        _check_dropout(dropout)
         side = _feature_side(image_size, lambda s: s // 8)
         features = _stage(3, 32, 3, nn.ReLU) + _stage(32, 64, 3, nn.ReLU) + _stage(64, 128, 3, nn.ReLU)
-        classifier = [nn.Flatten(), nn.Linear(128 * side * side, 256), nn.ReLU(), nn.Dropout(0.5), nn.Linear(256, num_classes)]
+        classifier = [nn.Flatten(), nn.Linear(128 * side * side, 256), nn.ReLU(), nn.Dropout(dropout), nn.Linear(256, num_classes)]
         super().__init__(features, classifier)
 
 
 class CNNAttention(CNN):
     """CNN with a self-attention block after the last stage, to mix information across the image."""
 
-    def __init__(self, num_classes: int, image_size: int) -> None:
-        super().__init__(num_classes, image_size)
+    def __init__(self, num_classes: int, image_size: int, *, dropout: float = 0.5) -> None:
+        super().__init__(num_classes, image_size, dropout=dropout)
         self.features.append(SelfAttention(128))
 
 
 class PlainCNN(_ConvNet):
     """A deep, wide stack without normalisation or shortcuts: the baseline for `resnet_scratch`."""
 
-    def __init__(self, num_classes: int, image_size: int) -> None:
+    def __init__(self, num_classes: int, image_size: int, *, dropout: float = 0.0) -> None:
+        _check_dropout(dropout)
         side = _feature_side(image_size, _pool)
         features: list[nn.Module] = [nn.Conv2d(3, 32, 3, padding=1), nn.MaxPool2d(2)]
         for in_channels, out_channels in itertools.pairwise((32, 64, 128, 256, 512, 1024)):
             features += [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU()]
-        super().__init__(features, [nn.Flatten(), nn.Linear(1024 * side * side, num_classes)])
+        # Dropout(0) is kept so the state_dict keys and layer indices do not depend on the option.
+        super().__init__(features, [nn.Flatten(), nn.Dropout(dropout), nn.Linear(1024 * side * side, num_classes)])
 
 
 class BasicBlock(nn.Module):
@@ -164,8 +175,7 @@ class ResNetScratch(_ConvNet):
     """`plain_cnn`'s widths as residual blocks, to show what shortcuts and BatchNorm buy."""
 
     def __init__(self, num_classes: int, image_size: int, *, dropout: float = 0.0) -> None:
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ImgclsError(f"dropout {dropout!r} is not a probability; use a number in [0, 1)")
+        _check_dropout(dropout)
         _feature_side(image_size, _pool)
         features: list[nn.Module] = [nn.Conv2d(3, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), *_activate_and_pool(nn.ReLU)]
         for in_channels, out_channels in itertools.pairwise((32, 64, 128, 256, 512, 1024)):
@@ -177,7 +187,8 @@ class ResNetScratch(_ConvNet):
 class MediumCNN(_ConvNet):
     """Four conv-BN-ReLU-pool stages (64 to 512 channels) and a heavily regularised dense head."""
 
-    def __init__(self, num_classes: int, image_size: int) -> None:
+    def __init__(self, num_classes: int, image_size: int, *, dropout: float = 0.5) -> None:
+        _check_dropout(dropout)
         side = _feature_side(image_size, lambda s: s // 16)
         features = [
             layer
@@ -186,8 +197,8 @@ class MediumCNN(_ConvNet):
         ]
         classifier = [
             nn.Flatten(),
-            nn.Linear(512 * side * side, 1024), nn.Dropout(0.5), nn.ReLU(),
-            nn.Linear(1024, 512), nn.Dropout(0.5), nn.ReLU(),
+            nn.Linear(512 * side * side, 1024), nn.Dropout(dropout), nn.ReLU(),
+            nn.Linear(1024, 512), nn.Dropout(dropout), nn.ReLU(),
             nn.Linear(512, num_classes),
         ]
         super().__init__(features, classifier)
@@ -213,9 +224,9 @@ class BNCNN(_ConvNet):
     def __init__(self, num_classes: int, image_size: int) -> None:
         _feature_side(image_size, lambda s: _conv(_conv(_pool(_conv(s, 7, 0)), 3, 0), 3, 0))
         features = [
-            nn.Conv2d(3, 32, 7, bias=False), nn.BatchNorm2d(32), nn.Mish(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, bias=False), nn.BatchNorm2d(64), nn.Mish(),
-            nn.Conv2d(64, 64, 3, bias=False), nn.BatchNorm2d(64), nn.Mish(),
+            nn.Conv2d(3, 32, 7), nn.BatchNorm2d(32), nn.Mish(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3), nn.BatchNorm2d(64), nn.Mish(),
+            nn.Conv2d(64, 64, 3), nn.BatchNorm2d(64), nn.Mish(),
             nn.AdaptiveAvgPool2d(1),
         ]
         super().__init__(features, [nn.Flatten(), nn.Linear(64, num_classes)])
@@ -229,8 +240,8 @@ class DeepMishCNN(_ConvNet):
         features = _stage(3, 64, 2, nn.Mish) + _stage(64, 128, 2, nn.Mish) + _stage(128, 256, 2, nn.Mish)
         classifier = [
             nn.Flatten(),
-            nn.Linear(256 * side * side, 512, bias=False), nn.BatchNorm1d(512), nn.Mish(),
-            nn.Linear(512, 512, bias=False), nn.BatchNorm1d(512), nn.Mish(),
+            nn.Linear(256 * side * side, 512), nn.BatchNorm1d(512), nn.Mish(),
+            nn.Linear(512, 512), nn.BatchNorm1d(512), nn.Mish(),
             nn.Linear(512, num_classes),
         ]
         super().__init__(features, classifier)
