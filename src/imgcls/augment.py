@@ -19,9 +19,15 @@ from imgcls.splits import PackedSplit
 def random_affine(image: np.ndarray, angle: float, scale: float, flip: bool) -> np.ndarray:
     """Rotate (degrees) and scale about the centre, then optionally mirror left-right."""
     height, width = image.shape[:2]
-    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, scale)
+    inverse = cv2.invertAffineTransform(cv2.getRotationMatrix2D((width / 2, height / 2), angle, scale))
+    # Not warpAffine: its float kernels give other bytes on a CPU without AVX2. remap through
+    # fixed-point maps interpolates with integer weights, the same on every CPU.
+    xs, ys = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    map_x = (inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]).astype(np.float32)
+    map_y = (inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]).astype(np.float32)
+    cells, weights = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
     # Replicated borders keep the corners the colour of the paper, whatever that colour is.
-    warped = cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.remap(image, cells, weights, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return np.ascontiguousarray(warped[:, ::-1]) if flip else warped
 
 

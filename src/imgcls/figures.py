@@ -16,9 +16,11 @@ from imgcls.atomic import atomic_path  # noqa: E402
 
 
 def save_figure(fig: Figure, path: Path) -> None:
-    # No "Software" stamp, so git-tracked PNGs change only when their pixels do.
+    # No "Software" stamp, so git-tracked PNGs change only when their pixels do. Run-length deflate
+    # (zlib strategy Z_RLE = 3) compresses to the same bytes under zlib and zlib-ng, whichever the
+    # machine's Pillow links; the default strategy does not.
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80, metadata={"Software": None})
+        fig.savefig(tmp, format="png", dpi=80, metadata={"Software": None}, pil_kwargs={"compress_type": 3})
     plt.close(fig)
 
 

@@ -91,7 +91,9 @@ def fit_within(pixels: np.ndarray, size: int) -> np.ndarray:
     if new_size == (width, height):
         return pixels
     # INTER_AREA averages source pixels when shrinking (no aliasing); it degrades to nearest when enlarging.
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    # Enlarging uses the bit-exact fixed-point bilinear: plain INTER_LINEAR goes to Intel IPP, whose
+    # result depends on which of its CPU-specific code paths runs.
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR_EXACT
     return cv2.resize(pixels, new_size, interpolation=interpolation)
 
 
@@ -115,7 +117,7 @@ def to_rgb8(pixels: np.ndarray) -> np.ndarray:
 def to_square(rgb: np.ndarray, size: int, mode: Literal["pad", "stretch"]) -> np.ndarray:
     """Make an image exactly size x size: `pad` keeps the aspect ratio, `stretch` does not."""
     if mode == "stretch":
-        interpolation = cv2.INTER_AREA if max(rgb.shape[:2]) > size else cv2.INTER_LINEAR
+        interpolation = cv2.INTER_AREA if max(rgb.shape[:2]) > size else cv2.INTER_LINEAR_EXACT  # see fit_within
         return cv2.resize(rgb, (size, size), interpolation=interpolation)
     fitted = fit_within(rgb, size)
     height, width = fitted.shape[:2]
@@ -133,6 +135,8 @@ def write_png(path: Path, pixels: np.ndarray, *, rgb: bool = False) -> str:
     """
     if rgb:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    # Keep OpenCV's default deflate strategy (Z_RLE): deflate runs in the machine's own libz.so.1,
+    # which wheels never bundle, and RLE is what stock zlib and zlib-ng write byte for byte alike.
     ok, encoded = cv2.imencode(".png", pixels)
     if not ok:
         raise ImgclsError(f"{path}: could not encode image")

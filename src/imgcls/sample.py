@@ -32,7 +32,10 @@ ASPECT_RANGE = (0.75, 1.33)  # width / height of one digit's cell
 
 def _render_digit(digit: np.ndarray, width: int, height: int) -> np.ndarray:
     """Scale an 8x8 scan (0..16) to a float ink mask in [0, 1] of the given size."""
-    ink = digit.astype(np.float32) / 16.0
+    # float64, not float32: OpenCV hands a float32 cubic resize to Intel IPP, whose AVX2 and AVX-512
+    # code round differently (one pixel off by one made data/raw/sample differ between machines);
+    # the float64 resize comes out the same whichever code IPP or OpenCV picks for the CPU.
+    ink = digit.astype(np.float64) / 16.0
     return np.clip(cv2.resize(ink, (width, height), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
 
 
