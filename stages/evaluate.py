@@ -1,11 +1,12 @@
 """DVC stage `evaluate@<model>`: score the best checkpoint on the test split."""
 
+import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from imgcls.atomic import write_json
-from imgcls.checkpoint import load_checkpoint
 from imgcls.cli import stage_main, stage_parser
 from imgcls.data import to_device
 from imgcls.evaluation import confusion_figure, misclassified_grid, write_predictions
@@ -33,7 +34,7 @@ def main() -> None:
     classes = read_classes(args.processed / "classes.json")
     test = load_split(args.processed / "test", mmap=False)
     device = select_device(settings.train.device)
-    model = rebuild_trained(settings, len(classes), test.images.shape[1], load_checkpoint(args.checkpoint))
+    model = rebuild_trained(settings, len(classes), test.images.shape[1], args.checkpoint)
     model = model.to(device, memory_format=torch.channels_last)
     y_pred = predict(model, to_device(test, device), settings.train.batch_size, device).argmax(1).cpu().numpy()
 
@@ -45,6 +46,13 @@ def main() -> None:
     confusion_figure(args.figures / "confusion.png", test.labels, y_pred, classes, f"{args.model} (test)")
     misclassified_grid(args.figures / "misclassified.png", test.images, test.labels, y_pred, classes, params.misclassified)
     print(f"evaluate@{args.model}: accuracy {scores['accuracy']:.4f}, f1_macro {scores['f1_macro']:.4f}")
+    predicted_classes = np.unique(y_pred)
+    if len(predicted_classes) == 1 and len(np.unique(test.labels)) > 1:
+        print(
+            f"warning: evaluate@{args.model}: every test image was predicted as '{classes[predicted_classes[0]]}'; "
+            "the model has collapsed to one class, so its scores only reflect the class balance",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 from imgcls.atomic import atomic_dir, read_json
-from imgcls.checkpoint import load_checkpoint
 from imgcls.cli import stage_main, stage_parser
 from imgcls.evaluation import read_predictions
 from imgcls.metrics import QUALITY_KEYS, classification_scores
@@ -37,7 +36,7 @@ def main() -> None:
     with atomic_dir(args.out) as tmp:
         for name in names:
             settings = resolve_model(args.params, name, MODEL_NAMES)
-            model = rebuild_trained(settings, len(classes), test.images.shape[1], load_checkpoint(args.models_dir / name / "best.pt"))
+            model = rebuild_trained(settings, len(classes), test.images.shape[1], args.models_dir / name / "best.pt")
             _, y_true, y_pred = read_predictions(args.predictions / f"{name}.csv", classes)
             total, trainable = count_parameters(model)
             links = [f"[confusion](../figures/{name}/confusion.png)", f"[misclassified](../figures/{name}/misclassified.png)"]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from imgcls.checkpoint import load_checkpoint, run_fingerprint
-from imgcls.data import DeviceSplit, batch_indices, random_crop_flip
+from imgcls.data import DeviceSplit, batch_indices, random_crop_flip, training_batches
 from imgcls.models import build_model
 from imgcls.params import TrainParams
 from imgcls.training import fit, make_scheduler
@@ -43,8 +43,9 @@ def test_same_settings_give_bit_identical_runs(tmp_path):
     assert first.history[-1]["val/acc"] > 0.6, "the tiny task should be learnable"
 
 
-def test_killed_run_resumes_from_last_pt_to_the_same_result(tmp_path):
-    reference, reference_model = run(tmp_path / "whole")
+@pytest.mark.parametrize("arch", ["net2", "cnn"])  # cnn: BatchNorm statistics recomputed each epoch, and dropout
+def test_killed_run_resumes_from_last_pt_to_the_same_result(tmp_path, arch):
+    reference, reference_model = run(tmp_path / "whole", arch=arch)
 
     class Killed(Exception):
         pass
@@ -54,10 +55,10 @@ def test_killed_run_resumes_from_last_pt_to_the_same_result(tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        run(tmp_path / "resumed", on_epoch=die_after_first)
+        run(tmp_path / "resumed", arch=arch, on_epoch=die_after_first)
     assert load_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 1
     logged = []
-    resumed, resumed_model = run(tmp_path / "resumed", on_epoch=lambda e, r: logged.append(e))
+    resumed, resumed_model = run(tmp_path / "resumed", arch=arch, on_epoch=lambda e, r: logged.append(e))
     assert logged == [1, 2, 3], "history is replayed so loggers see every epoch"
     keys = ("train/loss", "val/loss", "val/acc", "val/f1_macro", "lr")
     assert [[r[k] for k in keys] for r in resumed.history] == [[r[k] for k in keys] for r in reference.history]
@@ -137,3 +138,23 @@ def test_sharded_batches_partition_one_permutation():
     ranks = [torch.cat(list(batch_indices(10, 4, generator(), shard=(r, 2)))) for r in range(2)]
     assert sorted(torch.cat(ranks).tolist()) == list(range(10))
     assert ranks[0].tolist() == whole[0::2].tolist()
+
+
+def test_training_batches_drop_only_a_trailing_batch_of_one():
+    generator = lambda: torch.Generator().manual_seed(3)
+    whole = list(batch_indices(33, 16, generator()))
+    kept = training_batches(33, 16, generator())
+    assert [b.tolist() for b in kept] == [b.tolist() for b in whole[:2]]
+    assert [b.tolist() for b in training_batches(34, 16, generator())] == [b.tolist() for b in batch_indices(34, 16, generator())]
+    # Two ranks of 17 samples each: every rank drops its last single sample, so they still take the same number of steps.
+    ranks = [training_batches(34, 8, generator(), shard=(r, 2)) for r in range(2)]
+    assert [len(b) for b in ranks[0]] == [len(b) for b in ranks[1]] == [8, 8]
+
+
+def test_batchnorm_model_trains_when_the_last_batch_has_one_sample(tmp_path):
+    train = TrainParams(epochs=1, batch_size=16, seed=0, scheduler="none")
+    torch.manual_seed(0)
+    model = build_model("resnet18", 3, 32)
+    big = lambda s: DeviceSplit(torch.nn.functional.interpolate(s.images.float(), size=32).to(torch.uint8), s.labels)
+    state = fit(model, train, None, big(tiny_split(33, 0)), big(VAL), 3, tmp_path, "x", CPU, log=lambda m: None)
+    assert state.epoch == 1

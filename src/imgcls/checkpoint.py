@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import platform
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from imgcls.atomic import atomic_path
 from imgcls.errors import ImgclsError
@@ -17,29 +21,100 @@ from imgcls.errors import ImgclsError
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as exc:  # torch reports a failed write (a full disk) as RuntimeError, not OSError
+            raise OSError(f"torch.save: {str(exc).strip().splitlines()[0]}") from None
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint of plain tensors and containers; anything else is refused, never unpickled."""
+def _first_sentence(message: str) -> str:
+    """torch's load errors run to paragraphs; their first sentence says what failed."""
+    return message.strip().splitlines()[0].split(". ")[0] if message.strip() else "no detail"
+
+
+def load_checkpoint(path: Path, keys: Collection[str] = ("model",)) -> dict[str, Any]:
+    """Load a checkpoint of plain tensors and containers; anything else is refused, never unpickled.
+
+    It must be a dict holding `keys`, its `model` a state_dict: a bare tensor or another
+    program's file is refused with one line naming it.
+    """
+    expected = f"expected a checkpoint of the train stage: a dict with {sorted(keys)}"
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ImgclsError(f"{path}: checkpoint not found; run the train stage first") from None
     except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise ImgclsError(f"{path}: not a readable imgcls checkpoint ({type(exc).__name__}: {exc})") from None
+        raise ImgclsError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {_first_sentence(str(exc))}); {expected}") from None
+    if not isinstance(state, dict):
+        raise ImgclsError(f"{path}: holds a {type(state).__name__}; {expected}")
+    missing = [key for key in keys if key not in state]
+    if missing:
+        raise ImgclsError(f"{path}: has no {missing} (it holds {_some(map(str, state))}); {expected}")
+    if "model" in keys and not _is_state_dict(state["model"]):
+        raise ImgclsError(f"{path}: its 'model' is a {type(state['model']).__name__}, not a state_dict of named tensors; {expected}")
+    return state
+
+
+def _some(names: Iterable[str], shown: int = 5) -> str:
+    """A few names of a possibly long list (a foreign state_dict has hundreds), for a one-line message."""
+    ordered = sorted(names)
+    more = f" and {len(ordered) - shown} more" if len(ordered) > shown else ""
+    return ", ".join(repr(n) for n in ordered[:shown]) + more if ordered else "nothing"
+
+
+def _is_state_dict(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+
+
+def load_weights(model: nn.Module, path: Path, described: str) -> None:
+    """Load the checkpoint file's weights into `model` (`described`, for the message), refusing ones that do not fit."""
+    weights = load_checkpoint(path)["model"]
+    mismatch = state_dict_mismatch(model.state_dict(), weights)
+    if mismatch:
+        raise ImgclsError(f"{path}: its weights do not fit {described}: {mismatch}; retrain it or point to its own checkpoint")
+    model.load_state_dict(weights)
+
+
+def state_dict_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> str:
+    """What keeps `found` from loading into a model whose state_dict is `expected`, or "" if nothing does."""
+    missing = [key for key in expected if key not in found]
+    unexpected = [key for key in found if key not in expected]
+    reshaped = [
+        f"{key} is {tuple(found[key].shape)}, not {tuple(value.shape)}"
+        for key, value in expected.items()
+        if key in found and found[key].shape != value.shape
+    ]
+    problems = [
+        f"{label} {_some(keys)}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("reshaped:", reshaped))
+        if keys
+    ]
+    return "; ".join(problems)
+
+
+def set_aside(path: Path) -> Path:
+    """Move an unusable checkpoint to `<name>.corrupt`, out of the way but kept for a look (replacing an older one)."""
+    aside = path.with_name(f"{path.name}.corrupt")
+    with contextlib.suppress(FileNotFoundError):  # another DDP rank moved it first
+        os.replace(path, aside)
+    return aside
 
 
 def code_digest(stage_script: Path) -> str:
-    """Hash of the code a run executes: the stage script, imgcls's source and the numeric libraries' versions.
+    """Hash of the code a run executes: the stage script, imgcls's source, the libraries and CPU kernels.
 
     A checkpoint written by other code is never resumed, so an edit anywhere that could change
-    the result (the script, the library, an upgraded torch) starts training afresh.
+    the result (the script, the library, an upgraded torch, other CPU kernels or thread count)
+    starts training afresh.
     """
     digest = hashlib.sha256()
     for path in [stage_script, *sorted(Path(__file__).parent.rglob("*.py"))]:
         digest.update(path.read_bytes())
-    digest.update(f"python {platform.python_version()} torch {torch.__version__} numpy {np.__version__}".encode())
+    runtime = (
+        f"python {platform.python_version()} torch {torch.__version__} numpy {np.__version__} "
+        f"kernels {torch.backends.cpu.get_cpu_capability()} threads {torch.get_num_threads()}"
+    )
+    digest.update(runtime.encode())
     return digest.hexdigest()
 
 

@@ -54,6 +54,16 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator | None, sh
         yield order[start : start + batch_size]
 
 
+def training_batches(n: int, batch_size: int, generator: torch.Generator | None, shard: tuple[int, int] = (0, 1)) -> list[torch.Tensor]:
+    """`batch_indices` less a trailing batch of one sample, which train-mode BatchNorm cannot normalise.
+
+    Under `shard` the rule applies to each rank's own batch (what its BatchNorm layers see);
+    the ranks' batches have equal sizes, so they all drop it and still take the same steps.
+    """
+    batches = list(batch_indices(n, batch_size, generator, shard))
+    return batches[:-1] if batches and len(batches[-1]) == 1 else batches
+
+
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """uint8 (B, 3, H, W) to float, scaled by the ImageNet mean and std, kept channels_last."""
     mean = torch.tensor(MEAN, device=images.device).view(1, 3, 1, 1) * 255

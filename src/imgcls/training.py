@@ -22,8 +22,8 @@ from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from tqdm import tqdm
 
-from imgcls.checkpoint import load_checkpoint, save_checkpoint
-from imgcls.data import DeviceSplit, batch_indices, normalize, random_crop_flip, random_rotate
+from imgcls.checkpoint import load_checkpoint, save_checkpoint, set_aside
+from imgcls.data import DeviceSplit, batch_indices, normalize, random_crop_flip, random_rotate, training_batches
 from imgcls.distributed import sum_across_processes
 from imgcls.errors import ImgclsError
 from imgcls.metrics import f1_macro
@@ -118,7 +118,7 @@ def train_one_epoch(
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
     start = time.perf_counter()
-    batches = list(batch_indices(len(data), train.batch_size // shard[1], generator, shard))
+    batches = training_batches(len(data), train.batch_size // shard[1], generator, shard)
     for index in tqdm(batches, desc=desc, unit="batch", leave=False, disable=shard[0] != 0):
         index = index.to(device)
         # Crop and flip on uint8 (cheap to move), then normalise, then rotate (needs floats).
@@ -155,6 +155,57 @@ def predict(model: nn.Module, data: DeviceSplit, batch_size: int, device: torch.
     return torch.cat(outputs)
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, data: DeviceSplit, batch_size: int, device: torch.device) -> None:
+    """Set every BatchNorm layer's running mean and variance to those of its input over `data`.
+
+    With a few steps an epoch, momentum-averaged statistics lag the weights so far that eval
+    mode can predict one class for everything; recomputing them is "precise BatchNorm". The
+    images are normalised as `predict` does and fed in order (less a trailing single sample,
+    as in training); the BatchNorm layers run in train mode (batch statistics, as in training)
+    and every other layer in eval mode, so dropout is off and the pass draws no random numbers.
+    A model without BatchNorm is left untouched.
+    """
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not layers:
+        return
+    moments: dict[nn.Module, list[tuple[int, torch.Tensor, torch.Tensor]]] = {layer: [] for layer in layers}
+
+    def keep_batch_statistics(layer: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        count = inputs[0].numel() // inputs[0].shape[1]
+        # With momentum 1 the buffers hold this batch's statistics alone, the variance unbiased. Reading
+        # them back is several times faster on CPU than torch.var_mean over the layer input.
+        moments[layer].append((count, layer.running_mean.clone(), layer.running_var * (count - 1) / count))
+
+    was_training, momenta = model.training, [layer.momentum for layer in layers]
+    model.eval()
+    hooks = []
+    for layer in layers:
+        layer.train()
+        layer.momentum = 1.0
+        hooks.append(layer.register_forward_hook(keep_batch_statistics))
+    try:
+        for index in training_batches(len(data), batch_size, None):
+            index = index.to(device)
+            with autocast(device):
+                model(normalize(data.images[index]))
+    finally:
+        for layer, momentum, hook in zip(layers, momenta, hooks):
+            layer.momentum = momentum
+            hook.remove()
+        model.train(was_training)
+    for layer, batches in moments.items():
+        counts = torch.tensor([count for count, _, _ in batches], dtype=torch.float32, device=device).unsqueeze(1)
+        means = torch.stack([mean for _, mean, _ in batches])
+        variances = torch.stack([var for _, _, var in batches])
+        total = counts.sum()
+        mean = (counts * means).sum(0) / total
+        # Within-batch spread plus the spread of the batch means: exact for any batch sizes and order.
+        var = (counts * (variances + (means - mean) ** 2)).sum(0) / total
+        layer.running_mean.copy_(mean)
+        layer.running_var.copy_(var * total / (total - 1))  # unbiased, as BatchNorm keeps it
+
+
 def evaluate(model: nn.Module, data: DeviceSplit, criterion: nn.Module, batch_size: int, device: torch.device) -> EpochRecord:
     logits = predict(model, data, batch_size, device)
     predicted = logits.argmax(1)
@@ -163,6 +214,7 @@ def evaluate(model: nn.Module, data: DeviceSplit, criterion: nn.Module, batch_si
         "loss": criterion(logits, data.labels).item(),
         "acc": (predicted == data.labels).float().mean().item(),
         "f1_macro": f1_macro(data.labels.cpu().numpy(), predicted.cpu().numpy(), num_classes),
+        "predicted_classes": float(predicted.unique().numel()),
     }
 
 
@@ -195,12 +247,21 @@ def _resume(path: Path, best_path: Path, fingerprint: str, train: TrainParams, l
     """
     if not path.is_file():
         return None
-    state = load_checkpoint(path)
-    if state.get("fingerprint") != fingerprint:
+    try:
+        state = load_checkpoint(path, ("model", "optimizer", "scheduler", "fingerprint", *(f.name for f in fields(RunState))))
+    except ImgclsError as exc:
+        # Truncated by a full disk, or another program's file: useless for resuming, but kept for a look.
+        log(f"{exc}; moved it to {set_aside(path)} and starting afresh")
+        return None
+    if state["fingerprint"] != fingerprint:
         log(f"{path}: written under different settings, data or code; starting afresh")
         return None
-    if not best_path.is_file() or load_checkpoint(best_path).get("fingerprint") != fingerprint:
-        log(f"{best_path}: missing or from another run, so the best epoch so far is lost; starting afresh")
+    try:
+        best_fingerprint = load_checkpoint(best_path).get("fingerprint") if best_path.is_file() else None
+    except ImgclsError:
+        best_fingerprint = None  # unreadable: the fresh run's first epoch overwrites it
+    if best_fingerprint != fingerprint:
+        log(f"{best_path}: missing, unreadable or from another run, so the best epoch so far is lost; starting afresh")
         return None
     if _finished(RunState(**{f.name: state[f.name] for f in fields(RunState)}), train):
         log(f"{path}: that run finished; training again from scratch")
@@ -264,6 +325,8 @@ def fit(
         fit_stats = train_one_epoch(
             trained, train_data, optimizer, criterion, train, epoch_generator(train.seed, epoch), device, shard, f"epoch {epoch}/{train.epochs}"
         )
+        # On the unwrapped model, so each DDP rank recomputes the same statistics from the whole split.
+        recalibrate_batchnorm(model, train_data, train.batch_size, device)
         val_stats = evaluate(model, val_data, criterion, train.batch_size, device)
         record = {
             "train/loss": fit_stats["loss"],
@@ -281,6 +344,8 @@ def fit(
         score = monitor_score(record, train.monitor)
         if score > state.best_score:
             state.best_score, state.best_epoch, state.bad_epochs = score, epoch, 0
+            if val_stats["predicted_classes"] == 1:
+                log(f"warning: epoch {epoch}, the best so far by {train.monitor}, predicts the same class for every val image")
             if writer:
                 save_checkpoint(best_path, {"model": model.state_dict(), "epoch": epoch, "fingerprint": fingerprint})
         else:

@@ -1,0 +1,108 @@
+"""BatchNorm on small data: statistics recomputed on the train split, and a warning when a model predicts one class."""
+
+import subprocess
+import sys
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from conftest import REPO, tool_env
+from imgcls.atomic import write_json
+from imgcls.checkpoint import save_checkpoint
+from imgcls.data import DeviceSplit, normalize
+from imgcls.models import build_model
+from imgcls.params import TrainParams
+from imgcls.splits import PackedSplit, save_split
+from imgcls.training import fit, recalibrate_batchnorm
+
+CPU = torch.device("cpu")
+
+
+def brightness_split(n, seed):
+    """Two classes told apart by brightness alone, both far brighter than BatchNorm's initial running mean assumes."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    images = rng.integers(0, 40, size=(n, 3, 16, 16)) + np.where(labels == 1, 215, 150)[:, None, None, None]
+    return DeviceSplit(torch.from_numpy(images.astype(np.uint8)), torch.from_numpy(labels.astype(np.int64)))
+
+
+def conv_bn_model():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+
+
+def test_three_steps_per_epoch_no_longer_collapse_to_one_class(tmp_path):
+    train = TrainParams(epochs=2, batch_size=16, lr=1e-2, seed=0, crop_padding=0, scheduler="none", device="cpu")
+    torch.manual_seed(0)
+    state = fit(conv_bn_model(), train, None, brightness_split(48, 0), brightness_split(40, 1), 2, tmp_path, "x", CPU, log=lambda m: None)
+    assert state.history[-1]["train/acc"] == 1.0
+    assert [r["val/acc"] for r in state.history] == [1.0, 1.0], "with 3 batches an epoch, momentum-averaged statistics predicted one class"
+
+
+def test_running_statistics_are_those_of_the_layer_input_over_the_whole_split():
+    torch.manual_seed(0)
+    model = nn.Sequential(conv_bn_model()[:3], nn.Flatten(), nn.Dropout(0.5), nn.Linear(8 * 16 * 16, 4), nn.BatchNorm1d(4)).eval()
+    data = brightness_split(40, 0)  # batches of 16, 16 and 8: unequal sizes must not skew the statistics
+    recalibrate_batchnorm(model, data, 16, CPU)
+    conv, bn = model[0][0], model[0][1]
+    with torch.no_grad():
+        inputs = conv(normalize(data.images)).double()
+    torch.testing.assert_close(bn.running_mean.double(), inputs.mean((0, 2, 3)), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(bn.running_var.double(), inputs.var((0, 2, 3)), rtol=1e-5, atol=1e-5)
+    assert not model.training and bn.momentum == 0.1, "the model's modes and momenta are restored"
+
+    torch.manual_seed(123)
+    again = {k: v.clone() for k, v in model.state_dict().items()}
+    recalibrate_batchnorm(model, data, 16, CPU)
+    assert torch.equal(model[-1].running_var, again["4.running_var"]), "dropout is off: the pass draws no random numbers"
+
+
+def test_a_trailing_chunk_of_one_sample_does_not_crash():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4), nn.BatchNorm1d(4)).train()
+    recalibrate_batchnorm(model, brightness_split(17, 0), 16, CPU)
+    assert model.training
+
+
+def test_models_without_batchnorm_are_left_alone():
+    model = build_model("net2", 2, 16)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    calls = []
+    model.register_forward_hook(lambda *args: calls.append(1))
+    recalibrate_batchnorm(model, brightness_split(32, 0), 16, CPU)
+    assert not calls and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_evaluate_warns_when_every_test_image_gets_one_class(tmp_path):
+    processed = tmp_path / "processed"
+    rng = np.random.default_rng(0)
+    labels = np.arange(12) % 3
+    save_split(processed / "test", PackedSplit(rng.integers(0, 255, (12, 16, 16, 3), dtype=np.uint8), labels, np.arange(12)))
+    write_json(processed / "classes.json", ["cat", "dog", "horse"])
+    model = build_model("net1", 3, 16)
+    with torch.no_grad():
+        head = model.classifier[-1]
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([0.0, 5.0, 0.0]))
+    save_checkpoint(tmp_path / "best.pt", {"model": model.state_dict(), "epoch": 1, "fingerprint": "x"})
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"train": {"device": "cpu"}, "models": {"net1": {}}}))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "stages/evaluate.py"), "--params", str(params), "--model", "net1", "--processed", str(processed),
+         "--checkpoint", str(tmp_path / "best.pt"), "--metrics", str(tmp_path / "net1.json"), "--predictions", str(tmp_path / "net1.csv"),
+         "--figures", str(tmp_path / "figures")],
+        capture_output=True, text=True, env=tool_env(), timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "warning: evaluate@net1: every test image was predicted as 'dog'" in result.stderr
+
+
+def test_fit_warns_when_the_best_epoch_predicts_one_class(tmp_path):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.copy_(torch.tensor([0.0, 5.0]))
+    train = TrainParams(epochs=1, batch_size=16, lr=1e-9, seed=0, crop_padding=0, scheduler="none", device="cpu")
+    logged = []
+    fit(model, train, None, brightness_split(32, 0), brightness_split(20, 1), 2, tmp_path, "x", CPU, log=logged.append)
+    assert any(m.startswith("warning: epoch 1, the best so far by val/f1_macro, predicts the same class") for m in logged), logged
