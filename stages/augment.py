@@ -1,11 +1,13 @@
 """DVC stage `augment`: oversample minority classes of the train split only."""
 
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from imgcls.atomic import atomic_dir
-from imgcls.augment import oversample, preview_grid
+from imgcls.augment import check_fits_in_memory, heavy_oversampling, oversample, preview_grid, sizes_after_oversampling
 from imgcls.cli import stage_main, stage_parser
 from imgcls.manifest import read_csv, write_csv
 from imgcls.params import AugmentParams, load_params
@@ -24,6 +26,11 @@ def main() -> None:
     classes = read_classes(args.processed / "classes.json")
     train = load_split(args.processed / "train", mmap=False)
     if params.enabled:
+        originals = np.bincount(train.labels, minlength=len(classes)).tolist()
+        sizes = sizes_after_oversampling(originals, params.target)
+        check_fits_in_memory(params.target, sizes, train.images.shape[1:], os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        for warning in heavy_oversampling(originals, sizes, classes):
+            print(f"warning: augment: {warning}", file=sys.stderr)
         # New ids start past every id in any split, so provenance can never point at val/test.
         all_ids = [int(r["id"]) for r in read_csv(args.processed / "splits.csv", ("id",))]
         result, sources = oversample(

@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from imgcls.cli import stage_main, stage_parser
-from imgcls.coco import load_coco, select
-from imgcls.extraction import BAD_IMAGES_FILE, extract_images, fetch_missing
-from imgcls.folder import select_from_folder
+from imgcls.coco import load_coco, select_counted
+from imgcls.extraction import BAD_IMAGES_FILE, SELECTION_FILE, extract_images, fetch_missing, selection_summary
+from imgcls.folder import SPLIT_FOLDERS, select_from_folder
 from imgcls.params import ExtractParams, load_params
 
 
@@ -15,19 +15,30 @@ def main() -> None:
     args = parser.parse_args()
     params: ExtractParams
     (params,) = load_params(args.params, "extract")
+    given_splits: dict[int, str] = {}
     if params.source == "folder":
-        records = select_from_folder(params.images, params.categories, params.per_category, params.seed)
+        records, removed, given_splits = select_from_folder(params.images, params.categories, params.per_category, params.seed)
     else:
         coco = load_coco(params.annotations)
-        records = select(coco, params.images, params.categories, params.per_category, params.seed, params.crowd, params.other_categories)
+        records, removed = select_counted(
+            coco, params.images, params.categories, params.per_category, params.seed, params.crowd, params.other_categories
+        )
     failed_downloads = []
     if params.download:
         failed_downloads = fetch_missing(
             records, params.images, params.download_workers, params.download_timeout, params.download_retries, params.allowed_hosts
         )
-    kept, bad = extract_images(records, args.out, params.side_px, params.on_bad_image, params.max_bad_fraction, failed_downloads)
+    kept, bad, selection = extract_images(
+        records, args.out, params.side_px, params.on_bad_image, params.max_bad_fraction, failed_downloads, removed, given_splits
+    )
     skipped = f"; skipped {len(bad)} unusable (see {args.out / BAD_IMAGES_FILE})" if bad else ""
     print(f"extract: {kept} images of {len(params.categories)} categories -> {args.out}{skipped}")
+    print(f"extract: per category (also in {args.out / SELECTION_FILE}):")
+    for line in selection_summary(selection):
+        print(f"  {line}")
+    splits = sorted(set(given_splits.values()) - {""}, key=SPLIT_FOLDERS.index)
+    if splits:
+        print(f"extract: pre-split dataset; each image's folder ({', '.join(splits)}) is in the manifest's given_split column")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from imgcls.coco import coco_from_dict, select, single_label_images
+from imgcls.coco import classify_images, coco_from_dict, select
 from imgcls.errors import ImgclsError
 from conftest import coco_dict
 
@@ -10,10 +10,14 @@ CATS = {1: "cat", 3: "dog", 7: "bird"}
 IMAGES = Path("images")
 
 
-def eligible(images, crowd="disqualify", other="disqualify", chosen=("cat", "dog")):
+def classified(images, crowd="disqualify", other="disqualify", chosen=("cat", "dog")):
     coco = coco_from_dict(coco_dict(images, CATS))
     ids = {name: cid for cid, name in CATS.items() if name in chosen}
-    return single_label_images(coco, ids, crowd, other)
+    return classify_images(coco, ids, crowd, other)
+
+
+def eligible(images, crowd="disqualify", other="disqualify", chosen=("cat", "dog")):
+    return classified(images, crowd, other, chosen)[0]
 
 
 def test_image_with_one_chosen_category_is_kept_and_two_are_dropped():
@@ -64,3 +68,14 @@ def test_unknown_category_lists_close_matches():
 def test_not_a_coco_file_is_refused():
     with pytest.raises(ImgclsError, match="no 'annotations' list"):
         coco_from_dict({"images": [], "categories": []})
+
+
+def test_each_removed_image_is_counted_under_the_rule_that_removed_it():
+    images = [
+        (1, [(1, 0)]), (2, [(1, 0), (1, 1)]), (3, [(1, 0), (7, 0)]), (4, [(1, 0), (3, 0)]), (5, [(3, 1)]), (6, []), (7, [(7, 0)]),
+    ]
+    _, removed = classified(images)
+    assert removed == {"cat": {"crowd": 1, "other_categories": 1, "several_categories": 1}, "dog": {"several_categories": 1, "crowd": 1}}
+    kept, removed = classified(images, crowd="ignore", other="ignore")
+    assert kept == {"cat": [1, 2, 3], "dog": []}
+    assert removed == {"cat": {"several_categories": 1}, "dog": {"several_categories": 1, "crowd": 1}}, "a crowd alone is never a label"

@@ -6,6 +6,7 @@ import socket
 import struct
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +34,16 @@ def _encode(ext: str, width: int, height: int) -> bytes:
 BODIES = {".png": _encode(".png", 16, 12), ".jpg": _encode(".jpg", 20, 10)}
 SIZES = {".png": (16, 12), ".jpg": (20, 10)}
 
+
+def _bomb(width: int, height: int) -> bytes:
+    """A small PNG whose CRC-correct header claims `width` x `height` pixels: a decompression bomb's calling card."""
+    png = BODIES[".png"]
+    chunk = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return png[:8] + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk)) + png[33:]
+
+
+BOMB = _bomb(10_000, 10_000)
+
 # What the server does on the 1st, 2nd, ... request for a path; the last action repeats.
 SCRIPTS: dict[str, list[str | int]] = {
     "/ok.png": ["ok"],
@@ -44,6 +55,7 @@ SCRIPTS: dict[str, list[str | int]] = {
     "/missing.png": [404],
     "/garbage.jpg": ["garbage"],
     "/redirect.png": ["redirect"],
+    "/bomb.png": ["bomb"],
 }
 
 
@@ -90,6 +102,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.close()
             self.connection.close()
             self.close_connection = True
+        elif action == "bomb":
+            self._send(200, BOMB)
         elif action == "redirect":
             self.send_response(302)
             self.send_header("Location", f"http://localhost:{self.server.server_address[1]}/ok.png")
@@ -228,3 +242,17 @@ def test_duplicate_file_name_is_refused(server: _Server, tmp_path: Path) -> None
         download_images(images, tmp_path, **FAST)
 
     assert not server.counts
+
+
+def test_decompression_bomb_is_refused_from_its_header(server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[int] = []
+    imdecode = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda buf, flags: decoded.append(len(buf)) or imdecode(buf, flags))
+    image = RemoteImage("bomb.png", server.url("/bomb.png"), 10_000, 10_000)
+    (tmp_path / image.file_name).write_bytes(BOMB)  # a bomb already in the cache is not decoded either
+
+    [failure] = download_images([image], tmp_path, **FAST)
+
+    assert "10000x10000" in failure.reason and "refused before decoding" in failure.reason
+    assert decoded == [], "nothing was decoded"
+    assert server.counts["/bomb.png"] == 1, "a refused header is not retried"

@@ -6,12 +6,14 @@ of test images into training, and the test score then measures memory, not skill
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from imgcls.errors import ImgclsError
 from imgcls.figures import image_grid
 from imgcls.splits import PackedSplit
 
@@ -80,3 +82,43 @@ def preview_grid(path: Path, split: PackedSplit, source_ids: np.ndarray, classes
     augmented = np.flatnonzero(split.ids != source_ids)[:count]
     titles = [f"{classes[split.labels[i]]}\nfrom {source_ids[i]}" for i in augmented]
     image_grid(path, [np.asarray(split.images[i]) for i in augmented], titles, empty="no augmented samples")
+
+
+# Past five copies of each original a class is mostly rotated duplicates of a few images, which
+# the model can learn by heart: worth a warning, not an error (a scarce class may need it).
+HEAVY_OVERSAMPLING = 5.0
+
+
+def sizes_after_oversampling(counts: Sequence[int], target: int | None) -> list[int]:
+    """Each class's sample count once `oversample` has topped it up (an empty class stays empty)."""
+    goal = max(counts) if target is None else target
+    return [max(int(count), goal) if count else 0 for count in counts]
+
+
+def heavy_oversampling(counts: Sequence[int], sizes: Sequence[int], classes: Sequence[str]) -> list[str]:
+    """A warning for every class multiplied more than `HEAVY_OVERSAMPLING` times, naming it and its factor."""
+    return [
+        f"class '{name}' is oversampled {size / count:.1f}x ({count} -> {size} images); so many rotated copies "
+        "of so few originals can teach the model those images rather than the class"
+        for name, count, size in zip(classes, counts, sizes)
+        if count and size / count > HEAVY_OVERSAMPLING
+    ]
+
+
+def check_fits_in_memory(target: int | None, sizes: Sequence[int], image_shape: Sequence[int], memory_bytes: int) -> None:
+    """Refuse an `augment.target` whose augmented train split would not fit in half of `memory_bytes`.
+
+    Half, because this stage holds the new images and their concatenation at once (twice the
+    result at its peak), and training then holds the whole split in memory again.
+    """
+    per_image = math.prod(image_shape)
+    needed = sum(sizes) * per_image
+    if needed <= memory_bytes // 2:
+        return
+    present = sum(1 for size in sizes if size)
+    most = memory_bytes // 2 // per_image // max(present, 1)
+    raise ImgclsError(
+        f"augment.target: {target} per class makes {sum(sizes)} train images of {'x'.join(map(str, image_shape))} "
+        f"({needed / 2**30:.2f} GiB), more than half of this machine's {memory_bytes / 2**30:.2f} GiB of memory; "
+        f"use at most {most}"
+    )

@@ -23,3 +23,8 @@ def stage_main(main: Callable[[], None]) -> None:
     except ImgclsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
+    except OSError as exc:
+        # What the atomic writers do not wrap (a folder made up front, a log file) still gets one line naming the path.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        sys.exit(1)

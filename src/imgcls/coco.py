@@ -6,7 +6,10 @@ import contextlib
 import difflib
 import io
 import json
-from collections.abc import Sequence
+import reprlib
+import sys
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Literal
@@ -53,6 +56,25 @@ def safe_source(images_dir: Path, file_name: object) -> Path:
     return images_dir / name
 
 
+def resolves_inside(path: Path, resolved_root: Path) -> bool:
+    """Whether `path`, with every symlink followed, stays inside `resolved_root` (itself already resolved)."""
+    try:
+        return path.resolve().is_relative_to(resolved_root)
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+
+
+def _inside_images(path: Path, resolved_root: Path, file_name: str) -> Path:
+    """`path`, refused if a symlink leads it out of extract.images."""
+    # A file_name has no folders, so only the file itself can be a link.
+    if path.is_symlink() and not resolves_inside(path, resolved_root):
+        raise ImgclsError(
+            f"extract.annotations: file_name {file_name!r} resolves outside extract.images ({resolved_root}) "
+            "through a symlink; nothing outside that folder is read"
+        )
+    return path
+
+
 def load_coco(path: Path) -> COCO:
     """Index an annotation file with pycocotools, turning its failures into clear errors."""
     if not path.is_file():
@@ -64,6 +86,14 @@ def load_coco(path: Path) -> COCO:
         dataset = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ImgclsError(f"extract.annotations: {path} is not valid JSON ({exc})") from None
+    except ValueError:
+        # What json raises, instead of JSONDecodeError, for an integer longer than Python will convert.
+        raise ImgclsError(
+            f"extract.annotations: {path} holds a number of more than {sys.get_int_max_str_digits()} digits; "
+            "COCO ids are 64-bit integers"
+        ) from None
+    except RecursionError:
+        raise ImgclsError(f"extract.annotations: {path} is nested too deeply to be a COCO instances file") from None
     return coco_from_dict(dataset, source=str(path))
 
 
@@ -75,6 +105,7 @@ def coco_from_dict(dataset: object, source: str = "<annotations>") -> COCO:
         if not isinstance(dataset.get(key), list):
             raise ImgclsError(f"extract.annotations: {source} has no '{key}' list; is it a COCO instances file?")
     _check_entries(dataset, source)
+    _check_unique(dataset, source)
     coco = COCO()
     coco.dataset = dataset
     # pycocotools prints progress to stdout; a stage's output should be ours alone.
@@ -90,6 +121,10 @@ REQUIRED_FIELDS = {
 }
 
 
+# Ids end up in numpy arrays and CSV columns read back as int64.
+INT64 = range(-(2**63), 2**63)
+
+
 def _check_entries(dataset: dict, source: str) -> None:
     """Name the first entry that lacks a field later code relies on, instead of a KeyError deep in pycocotools."""
     for key, fields in REQUIRED_FIELDS.items():
@@ -98,8 +133,40 @@ def _check_entries(dataset: dict, source: str) -> None:
                 value = entry.get(field) if isinstance(entry, dict) else None
                 if not isinstance(value, kind) or isinstance(value, bool):
                     raise ImgclsError(
-                        f"extract.annotations: {source}: {key}[{index}].{field} must be {kind.__name__}, got {value!r}"
+                        f"extract.annotations: {source}: {key}[{index}].{field} must be {kind.__name__}, got {reprlib.repr(value)}"
                     )
+                if kind is int and value not in INT64:
+                    raise ImgclsError(f"extract.annotations: {source}: {key}[{index}].{field} must be a 64-bit integer, got {value}")
+
+
+# What pycocotools would silently overwrite or merge, and how to say which entries collide.
+_UNIQUE = (
+    ("images", "id", lambda a, b: f"image id {a['id']} appears twice ({a['file_name']!r} and {b['file_name']!r}); "
+     "image ids must be unique (the second image would take the first one's annotations)"),
+    ("categories", "id", lambda a, b: f"category id {a['id']} appears twice ({a['name']!r} and {b['name']!r}); "
+     "category ids must be unique"),
+    ("categories", "name", lambda a, b: f"category name {a['name']!r} appears twice (ids {a['id']} and {b['id']}); "
+     "category names must be unique, since extract.categories chooses by name"),
+    ("images", "file_name", lambda a, b: f"file_name {a['file_name']!r} is listed under image ids {a['id']} and {b['id']}; "
+     "a file must be one image, or it is extracted twice with possibly different labels"),
+)
+
+
+def _first_repeat(entries: list[dict], field: str) -> tuple[dict, dict] | None:
+    """The first entry whose `field` an earlier entry already has, after that earlier entry."""
+    seen: dict[object, dict] = {}
+    for entry in entries:
+        earlier = seen.setdefault(entry[field], entry)
+        if earlier is not entry:
+            return earlier, entry
+    return None
+
+
+def _check_unique(dataset: dict, source: str) -> None:
+    """Refuse repeated ids, category names and file names, naming the entries that collide."""
+    for key, field, describe in _UNIQUE:
+        if pair := _first_repeat(dataset[key], field):
+            raise ImgclsError(f"extract.annotations: {source}: {describe(*pair)}")
 
 
 def category_ids(coco: COCO, names: Sequence[str]) -> dict[str, int]:
@@ -118,38 +185,76 @@ def category_ids(coco: COCO, names: Sequence[str]) -> dict[str, int]:
     return {n: by_name[n] for n in names}
 
 
-def single_label_images(coco: COCO, chosen: dict[str, int], crowd: Rule, other_categories: Rule) -> dict[str, list[int]]:
-    """Image ids whose annotations name exactly one chosen category, sorted, per category.
+# Every rule that can keep an image out of its category, in the order they apply; the stage
+# counts each per category (selection.csv) and names them when a category ends up empty.
+RULES = (
+    "hidden", "unsupported_extension",  # image-folder source
+    "crowd", "other_categories", "several_categories",  # COCO source
+    "not_sampled", "missing_file", "download_failed", "unreadable",
+)
 
-    An image is dropped when its annotations mention two chosen categories. With
-    `crowd="disqualify"` any crowd annotation drops the image (a crowd box is not a
-    clean single object); with `"ignore"` crowd annotations are left out of the rule.
-    `other_categories` does the same for annotations of categories not chosen.
+Removed = dict[str, Counter[str]]
+
+
+def describe_removed(counts: Mapping[str, int]) -> str:
+    """'crowd removed 3, unreadable removed 1': the rules that removed anything, in RULES order."""
+    return ", ".join(f"{rule} removed {counts[rule]}" for rule in RULES if counts.get(rule))
+
+
+def image_verdict(anns: Sequence[dict], name_of: Mapping[int, str], crowd: Rule, other_categories: Rule) -> dict[str, str | None]:
+    """For each chosen category an image's annotations mention, the rule keeping the image out of it (None: eligible).
+
+    With `crowd="disqualify"` any crowd annotation rules the image out (a crowd box is not a
+    clean single object), and `other_categories="disqualify"` does the same for an annotation
+    of a category not chosen; an image with two chosen categories is out of both. With
+    `"ignore"` those annotations are left out of the rules, but a category the image shows
+    only as a crowd still does not make it an image of that category.
     """
+    mentioned: set[str] = set()
+    labels: set[str] = set()
+    has_crowd = has_other = False
+    for ann in anns:
+        name = name_of.get(ann["category_id"])
+        is_crowd = bool(ann.get("iscrowd", 0))
+        has_crowd |= is_crowd
+        has_other |= name is None and not is_crowd
+        if name is not None:
+            mentioned.add(name)
+            if not is_crowd:
+                labels.add(name)
+    rule = None
+    if has_crowd and crowd == "disqualify":
+        rule = "crowd"
+    elif has_other and other_categories == "disqualify":
+        rule = "other_categories"
+    elif len(labels) > 1:
+        rule = "several_categories"
+    return {name: rule or (None if name in labels else "crowd") for name in mentioned}
+
+
+def classify_images(coco: COCO, chosen: dict[str, int], crowd: Rule, other_categories: Rule) -> tuple[dict[str, list[int]], Removed]:
+    """Per chosen category: the sorted ids of its single-label images, and how many images each rule kept out."""
     name_of = {cid: name for name, cid in chosen.items()}
-    per_category: dict[str, list[int]] = {name: [] for name in chosen}
+    eligible: dict[str, list[int]] = {name: [] for name in chosen}
+    removed: Removed = {name: Counter() for name in chosen}
     for image_id in sorted(coco.imgs):
-        labels: set[str] = set()
-        disqualified = False
-        for ann in coco.imgToAnns.get(image_id, []):
-            if ann.get("iscrowd", 0):
-                if crowd == "disqualify":
-                    disqualified = True
-                    break
-                continue
-            name = name_of.get(ann["category_id"])
-            if name is None:
-                if other_categories == "disqualify":
-                    disqualified = True
-                    break
-                continue
-            labels.add(name)
-        if not disqualified and len(labels) == 1:
-            per_category[labels.pop()].append(image_id)
-    return per_category
+        for name, rule in image_verdict(coco.imgToAnns.get(image_id, []), name_of, crowd, other_categories).items():
+            if rule is None:
+                eligible[name].append(image_id)
+            else:
+                removed[name][rule] += 1
+    return eligible, removed
 
 
-def sample_per_category(per_category: dict[str, list[int]], limit: int | None, seed: int) -> dict[str, list[int]]:
+def require_eligible(eligible: Mapping[str, Sequence[object]], removed: Removed, what: str, remedy: str) -> None:
+    """Refuse categories left without images, naming the rules that removed them."""
+    empty = [name for name, ids in eligible.items() if not ids]
+    if empty:
+        reasons = "; ".join(f"{name!r} ({describe_removed(removed[name]) or 'none found'})" for name in empty)
+        raise ImgclsError(f"extract.categories: no {what} for {reasons}; {remedy}")
+
+
+def sample_per_category(per_category: dict[str, list[int]], limit: int | None, seed: int, removed: Removed) -> dict[str, list[int]]:
     """Draw up to `limit` ids per category without replacement, reproducibly from `seed`."""
     if limit is None:
         return per_category
@@ -157,12 +262,43 @@ def sample_per_category(per_category: dict[str, list[int]], limit: int | None, s
     sampled = {}
     for name, ids in per_category.items():
         if limit > len(ids):
+            why = describe_removed(removed[name])
             raise ImgclsError(
-                f"extract.per_category: {limit} asked but category '{name}' has only {len(ids)} eligible images; "
-                f"lower per_category to at most {len(ids)} or set it to null for all"
+                f"extract.per_category: {limit} asked but category '{name}' has only {len(ids)} eligible images"
+                f"{f' ({why})' if why else ''}; lower per_category to at most {len(ids)} or set it to null for all"
             )
         sampled[name] = sorted(int(i) for i in rng.choice(ids, size=limit, replace=False))
     return sampled
+
+
+def select_counted(
+    coco: COCO,
+    images_dir: Path,
+    categories: Sequence[str],
+    per_category: int | None,
+    seed: int,
+    crowd: Rule = "disqualify",
+    other_categories: Rule = "disqualify",
+) -> tuple[list[Selected], Removed]:
+    """Apply the single-label rule and the per-category sample: records ordered by id, and per category what each rule removed."""
+    chosen = category_ids(coco, categories)
+    eligible, removed = classify_images(coco, chosen, crowd, other_categories)
+    require_eligible(
+        eligible, removed, "single-label images",
+        "choose other categories, or set extract.crowd / extract.other_categories to ignore to keep such images",
+    )
+    sampled = sample_per_category(eligible, per_category, seed, removed)
+    resolved_root = images_dir.resolve()
+    records = []
+    for name, ids in sampled.items():
+        removed[name]["not_sampled"] = len(eligible[name]) - len(ids)
+        for image_id in ids:
+            info = coco.imgs[image_id]
+            source = _inside_images(safe_source(images_dir, info["file_name"]), resolved_root, info["file_name"])
+            records.append(
+                Selected(image_id, name, source, info["file_name"], info["width"], info["height"], info.get("coco_url"))
+            )
+    return sorted(records, key=lambda r: r.image_id), removed
 
 
 def select(
@@ -174,21 +310,5 @@ def select(
     crowd: Rule = "disqualify",
     other_categories: Rule = "disqualify",
 ) -> list[Selected]:
-    """Apply the single-label rule and the per-category sample; records ordered by id."""
-    chosen = category_ids(coco, categories)
-    eligible = single_label_images(coco, chosen, crowd, other_categories)
-    empty = [name for name, ids in eligible.items() if not ids]
-    if empty:
-        raise ImgclsError(f"extract.categories: no single-label images for {', '.join(repr(n) for n in empty)}")
-    sampled = sample_per_category(eligible, per_category, seed)
-    records = []
-    for name, ids in sampled.items():
-        for image_id in ids:
-            info = coco.imgs[image_id]
-            records.append(
-                Selected(
-                    image_id, name, safe_source(images_dir, info.get("file_name")), str(info["file_name"]),
-                    int(info["width"]), int(info["height"]), info.get("coco_url"),
-                )
-            )
-    return sorted(records, key=lambda r: r.image_id)
+    """`select_counted` without the counts."""
+    return select_counted(coco, images_dir, categories, per_category, seed, crowd, other_categories)[0]

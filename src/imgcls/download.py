@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from imgcls.errors import ImgclsError
+from imgcls.images import BadImageError, check_size, header_info
 
 _CHUNK = 1 << 16
 
@@ -153,7 +154,7 @@ def _fetch(
 ) -> DownloadFailure | None:
     """Make sure one image is valid in `dest`, downloading it with retries if needed."""
     target = dest / image.file_name
-    if target.is_file() and _decoded_size(target.read_bytes()) == (image.width, image.height):
+    if target.is_file() and _is_valid(target.read_bytes(), image):
         return None
     # Seeded per URL so a rerun waits the same, while workers still spread their retries apart.
     rng = random.Random(image.url)
@@ -183,11 +184,7 @@ def _attempt(image: RemoteImage, target: Path, opener: urllib.request.OpenerDire
         raise _Transient(f"{type(err.reason).__name__}: {err.reason}") from None
     except (OSError, http.client.HTTPException) as err:
         raise _Transient(f"{type(err).__name__}: {err}") from None
-    size = _decoded_size(data)
-    if size is None:
-        raise _Transient(f"not a decodable image ({len(data)} bytes)")
-    if size != (image.width, image.height):
-        raise _Permanent(f"decoded size {size[0]}x{size[1]}, annotation says {image.width}x{image.height}")
+    _validate(data, image)
     part = target.with_name(target.name + ".part")
     try:
         part.write_bytes(data)
@@ -214,12 +211,24 @@ def _get(opener: urllib.request.OpenerDirector, url: str, timeout: float) -> byt
     return data
 
 
-def _decoded_size(data: bytes) -> tuple[int, int] | None:
-    """Width and height of the encoded image, or None if it does not decode."""
-    if not data:
-        return None
-    # IMREAD_UNCHANGED skips EXIF rotation, so the size is the stored one COCO's width/height describe.
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if decoded is None:
-        return None
-    return decoded.shape[1], decoded.shape[0]
+def _validate(data: bytes, image: RemoteImage) -> None:
+    """Check the header's size before decoding, so a decompression bomb is refused without being decoded."""
+    try:
+        width, height, _ = header_info(data, Path(image.file_name))
+    except BadImageError:
+        raise _Transient(f"not a decodable image ({len(data)} bytes)") from None
+    try:
+        check_size(width, height, image.file_name, (image.width, image.height))
+    except BadImageError as err:
+        raise _Permanent(str(err)) from None
+    if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) is None:
+        raise _Transient(f"not a decodable image ({len(data)} bytes)")
+
+
+def _is_valid(data: bytes, image: RemoteImage) -> bool:
+    """Whether a cached file can be kept as it is."""
+    try:
+        _validate(data, image)
+    except (_Transient, _Permanent):
+        return False
+    return True

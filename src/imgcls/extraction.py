@@ -2,37 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from imgcls.atomic import atomic_dir
-from imgcls.coco import Selected
+from imgcls.coco import RULES, Selected, describe_removed
 from imgcls.download import RemoteImage, download_images
 from imgcls.errors import ImgclsError
 from imgcls.images import BadImageError, decode, fit_within, write_png
 from imgcls.manifest import write_csv
 from imgcls.parallel import map_images
 
-MANIFEST_COLUMNS = ("id", "category", "file", "md5", "source_file", "width", "height")
+MANIFEST_COLUMNS = ("id", "category", "file", "md5", "source_file", "width", "height", "given_split")
 BAD_IMAGE_COLUMNS = ("id", "source_file", "reason")
 BAD_IMAGES_FILE = "bad_images.csv"
+SELECTION_COLUMNS = ("category", "found", *RULES, "kept")
+SELECTION_FILE = "selection.csv"
 
 
 @dataclass(frozen=True)
 class BadImage:
+    """A selected image that could not be used; `rule` is its column in selection.csv."""
+
     image_id: int
     source_name: str
     reason: str
+    rule: str = "unreadable"
 
 
-def _extract_one(record: Selected, out_images: Path, size: int) -> dict[str, object] | BadImage:
+def _extract_one(record: Selected, out_images: Path, size: int, given_split: str) -> dict[str, object] | BadImage:
     expected = (record.width, record.height) if record.width is not None and record.height is not None else None
     try:
         pixels, (width, height) = decode(record.source, expected, target=size)
     except BadImageError as exc:
-        return BadImage(record.image_id, record.source_name, str(exc))
+        return BadImage(record.image_id, record.source_name, str(exc), "unreadable" if record.source.is_file() else "missing_file")
     file = f"{record.image_id}.png"
     md5 = write_png(out_images / file, fit_within(pixels, size))
     return {
@@ -43,6 +49,7 @@ def _extract_one(record: Selected, out_images: Path, size: int) -> dict[str, obj
         "source_file": record.source_name,
         "width": width,
         "height": height,
+        "given_split": given_split,
     }
 
 
@@ -53,27 +60,73 @@ def extract_images(
     on_bad_image: Literal["skip", "fail"] = "fail",
     max_bad_fraction: float = 0.0,
     known_bad: Sequence[BadImage] = (),
-) -> tuple[int, list[BadImage]]:
-    """Write `out_dir/images/<id>.png`, `manifest.csv` and `bad_images.csv`; return (kept, bad).
+    removed: Mapping[str, Mapping[str, int]] | None = None,
+    given_splits: Mapping[int, str] | None = None,
+) -> tuple[int, list[BadImage], list[dict[str, object]]]:
+    """Write `out_dir/images/<id>.png`, `manifest.csv`, `bad_images.csv` and `selection.csv`; return (kept, bad, selection rows).
 
-    Decoding and resizing run on all cores. Nothing is written unless the run succeeds as a whole.
+    `removed` counts, per category and rule, the images selection already left out;
+    `given_splits` is the split folder a pre-split dataset put an image in (missing: none). Decoding
+    and resizing run on all cores. Nothing is written unless the run succeeds as a whole.
     """
     known = {b.image_id for b in known_bad}
     todo = [r for r in records if r.image_id not in known]
     with atomic_dir(out_dir) as tmp:
         out_images = tmp / "images"
         out_images.mkdir()
-        results = map_images(lambda r: _extract_one(r, out_images, size), todo, desc="extract")
+        given = given_splits or {}
+        results = map_images(lambda r: _extract_one(r, out_images, size, given.get(r.image_id, "")), todo, desc="extract")
         rows = [r for r in results if isinstance(r, dict)]
         bad = [*known_bad, *(r for r in results if isinstance(r, BadImage))]
         _check_bad(bad, len(records), on_bad_image, max_bad_fraction)
+        selection = selection_table(records, removed or {}, bad, rows)
+        _check_left(selection)
         write_csv(tmp / "manifest.csv", rows, MANIFEST_COLUMNS)
+        write_csv(tmp / SELECTION_FILE, selection, SELECTION_COLUMNS)
         write_csv(
             tmp / BAD_IMAGES_FILE,
             ({"id": b.image_id, "source_file": b.source_name, "reason": b.reason} for b in sorted(bad, key=lambda b: b.image_id)),
             BAD_IMAGE_COLUMNS,
         )
-    return len(rows), bad
+    return len(rows), bad, selection
+
+
+def selection_table(
+    records: Sequence[Selected],
+    removed: Mapping[str, Mapping[str, int]],
+    bad: Sequence[BadImage],
+    kept: Sequence[Mapping[str, object]],
+) -> list[dict[str, object]]:
+    """One row per category: the images found, how many each rule removed, and how many were kept."""
+    category_of = {r.image_id: r.category for r in records}
+    counts = {name: Counter(rules) for name, rules in removed.items()}
+    for record in records:
+        counts.setdefault(record.category, Counter())
+    for image in bad:
+        counts[category_of[image.image_id]][image.rule] += 1
+    for row in kept:
+        counts[str(row["category"])]["kept"] += 1
+    return [
+        {"category": name, "found": sum(c[rule] for rule in (*RULES, "kept")), **{rule: c[rule] for rule in RULES}, "kept": c["kept"]}
+        for name, c in counts.items()
+    ]
+
+
+def selection_summary(selection: Sequence[Mapping[str, object]]) -> list[str]:
+    """'cat: 6 of 11 kept; crowd removed 1, ...' for each category."""
+    lines = []
+    for row in selection:
+        why = describe_removed(row)
+        lines.append(f"{row['category']}: {row['kept']} of {row['found']} kept" + (f"; {why}" if why else ""))
+    return lines
+
+
+def _check_left(selection: Sequence[Mapping[str, object]]) -> None:
+    """Refuse to finish with a category that lost every image, naming the rules that removed them."""
+    empty = [row for row in selection if not row["kept"]]
+    if empty:
+        reasons = "; ".join(f"{row['category']!r} ({describe_removed(row)})" for row in empty)
+        raise ImgclsError(f"extract.categories: no usable images left for {reasons}; restore those files (extract.on_bad_image: fail lists them)")
 
 
 def _check_bad(bad: Sequence[BadImage], total: int, on_bad_image: str, max_bad_fraction: float) -> None:
@@ -102,4 +155,4 @@ def fetch_missing(
     wanted = [RemoteImage(r.source_name, str(r.url), int(r.width or 0), int(r.height or 0)) for r in records]
     failures = download_images(wanted, images_dir, workers=workers, timeout=timeout, retries=retries, allowed_hosts=allowed_hosts)
     id_of = {r.source_name: r.image_id for r in records}
-    return [BadImage(id_of[f.file_name], f.file_name, f"download failed: {f.reason}") for f in failures]
+    return [BadImage(id_of[f.file_name], f.file_name, f"download failed: {f.reason}", "download_failed") for f in failures]

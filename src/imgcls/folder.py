@@ -1,53 +1,154 @@
-"""Image-folder datasets: `<root>/<class>/<image>`, the layout of course exercises and torchvision's ImageFolder."""
+"""Image-folder datasets: `<root>/<class>/<image>` (torchvision's ImageFolder), or pre-split as `<root>/<split>/<class>/<image>`."""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from imgcls.coco import Selected, sample_per_category
+import numpy as np
+
+from imgcls.coco import Removed, Selected, describe_removed, require_eligible, resolves_inside
 from imgcls.errors import ImgclsError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+SPLIT_FOLDERS = ("train", "val", "test")
 
 
-def scan_folder(root: Path, categories: Sequence[str]) -> dict[str, list[Path]]:
-    """The image files of each chosen class folder, sorted; symlinks leading outside `root` are ignored."""
+def _file_rule(path: Path, resolved_root: Path) -> str | None:
+    """The rule keeping a class folder's file out of its class (None: an image to read); refuses links out of the root."""
+    # Thumbnails, macOS `._` resource forks and .DS_Store are metadata, not pictures of the class.
+    if path.name.startswith("."):
+        return "hidden"
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return "unsupported_extension"
+    if not resolves_inside(path, resolved_root):
+        raise ImgclsError(
+            f"extract.images: {path} resolves outside extract.images ({resolved_root}) through a symlink; "
+            "nothing outside that folder is read"
+        )
+    if not path.is_file():
+        return "missing_file"  # a dangling symlink
+    return None
+
+
+def _subfolders(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def given_splits(root: Path) -> tuple[str, ...]:
+    """The split folders of a pre-split dataset, in train, val, test order; () for a `<root>/<class>/` dataset."""
+    present = _subfolders(root)
+    splits = tuple(s for s in SPLIT_FOLDERS if s in present)
+    others = [name for name in present if name not in SPLIT_FOLDERS]
+    if splits and others:
+        raise ImgclsError(
+            f"extract.images: {root} mixes split folders ({', '.join(splits)}) with other folders ({', '.join(others)}); "
+            f"use either <root>/<class>/<image> or <root>/<split>/<class>/<image> with only {', '.join(SPLIT_FOLDERS)} as splits"
+        )
+    return splits
+
+
+def _class_images(folder: Path, resolved_root: Path, removed: Counter[str]) -> list[Path]:
+    """A class folder's image files, sorted; counts into `removed` the files each rule leaves out."""
+    images = []
+    for path in sorted(p for p in folder.iterdir() if not p.is_dir()):
+        rule = _file_rule(path, resolved_root)
+        if rule is None:
+            images.append(path)
+        else:
+            removed[rule] += 1
+    return images
+
+
+def scan_folder(root: Path, categories: Sequence[str]) -> tuple[dict[str, dict[str, list[Path]]], Removed]:
+    """Per chosen class and given split ('' without split folders) the image files, sorted, and per class what each rule left out."""
     if not root.is_dir():
         raise ImgclsError(f"extract.images: folder not found: {root}")
-    present = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    # A class is in the dataset when any split has a folder for it; the split stage checks each split has it.
+    splits = given_splits(root) or ("",)
+    present = sorted({name for split in splits for name in _subfolders(root / split)})
     missing = [c for c in categories if c not in present]
     if missing:
         hints = [f"'{m}'" + (f" (did you mean '{close[0]}'?)" if (close := difflib.get_close_matches(m, present, n=1)) else "") for m in missing]
-        raise ImgclsError(f"extract.categories: no class folder for {'; '.join(hints)} in {root}. Available: {', '.join(present)}")
+        where = ", ".join(str(root / split) for split in splits)
+        raise ImgclsError(f"extract.categories: no class folder for {'; '.join(hints)} in {where}. Available: {', '.join(present)}")
     resolved_root = root.resolve()
-    found = {}
+    found: dict[str, dict[str, list[Path]]] = {}
+    removed: Removed = {}
     for name in categories:
-        files = sorted(
-            p for p in (root / name).iterdir()
-            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and p.resolve().is_relative_to(resolved_root)
+        removed[name] = Counter()
+        found[name] = {
+            split: _class_images(root / split / name, resolved_root, removed[name]) for split in splits if (root / split / name).is_dir()
+        }
+    require_eligible(
+        {name: [path for paths in by_split.values() for path in paths] for name, by_split in found.items()},
+        removed, f"images in the class folder under {root}",
+        f"images need a {'/'.join(IMAGE_SUFFIXES)} name not starting with '.'",
+    )
+    return found, removed
+
+
+def _proportional(sizes: Sequence[int], total: int) -> list[int]:
+    """`total` shared out in proportion to `sizes`, the largest remainders rounding up, so the shares add up to `total`."""
+    whole, rest = zip(*(divmod(total * size, sum(sizes)) for size in sizes))
+    up = sorted(range(len(sizes)), key=lambda i: -rest[i])[: total - sum(whole)]
+    return [count + (i in up) for i, count in enumerate(whole)]
+
+
+def sample_within_splits(
+    ids: Mapping[str, Mapping[str, list[int]]], limit: int | None, seed: int, removed: Removed
+) -> dict[str, list[int]]:
+    """Draw up to `limit` ids per category, seeded, without replacement, from each given split in proportion to its size.
+
+    Proportional shares keep a pre-split dataset's train/val ratio; with one split per category
+    this is the same draw as `coco.sample_per_category`.
+    """
+    everything = {name: [i for split_ids in by_split.values() for i in split_ids] for name, by_split in ids.items()}
+    if limit is None:
+        return everything
+    rng = np.random.default_rng(seed)
+    sampled = {}
+    for name, by_split in ids.items():
+        if limit > len(everything[name]):
+            why = describe_removed(removed[name])
+            raise ImgclsError(
+                f"extract.per_category: {limit} asked but category '{name}' has only {len(everything[name])} eligible images"
+                f"{f' ({why})' if why else ''}; lower per_category to at most {len(everything[name])} or set it to null for all"
+            )
+        shares = _proportional([len(split_ids) for split_ids in by_split.values()], limit)
+        sampled[name] = sorted(
+            int(i) for split_ids, share in zip(by_split.values(), shares) for i in rng.choice(split_ids, size=share, replace=False)
         )
-        if not files:
-            raise ImgclsError(f"extract.categories: folder {root / name} holds no {'/'.join(IMAGE_SUFFIXES)} images")
-        found[name] = files
-    return found
+    return sampled
 
 
-def select_from_folder(root: Path, categories: Sequence[str], per_category: int | None, seed: int) -> list[Selected]:
-    """Number the files 1..N in (class, file name) order, then draw per category as for COCO."""
-    found = scan_folder(root, categories)
+def select_from_folder(
+    root: Path, categories: Sequence[str], per_category: int | None, seed: int
+) -> tuple[list[Selected], Removed, dict[int, str]]:
+    """Number the files 1..N in (class, given split, file name) order and draw per category.
+
+    Also returns what each rule removed and each selected image's given split ('' without split folders).
+    """
+    found, removed = scan_folder(root, categories)
     paths: dict[int, Path] = {}
-    ids: dict[str, list[int]] = {}
+    split_of: dict[int, str] = {}
+    ids: dict[str, dict[str, list[int]]] = {}
     for name in categories:
-        ids[name] = []
-        for path in found[name]:
-            paths[len(paths) + 1] = path
-            ids[name].append(len(paths))
-    sampled = sample_per_category(ids, per_category, seed)
+        ids[name] = {}
+        for split, files in found[name].items():
+            ids[name][split] = []
+            for path in files:
+                image_id = len(paths) + 1
+                paths[image_id], split_of[image_id] = path, split
+                ids[name][split].append(image_id)
+    sampled = sample_within_splits(ids, per_category, seed, removed)
+    for name, chosen in sampled.items():
+        removed[name]["not_sampled"] = sum(map(len, ids[name].values())) - len(chosen)
     records = [
         Selected(image_id, name, paths[image_id], paths[image_id].relative_to(root).as_posix())
         for name, chosen in sampled.items()
         for image_id in chosen
     ]
-    return sorted(records, key=lambda r: r.image_id)
+    return sorted(records, key=lambda r: r.image_id), removed, {r.image_id: split_of[r.image_id] for r in records}

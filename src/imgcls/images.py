@@ -32,8 +32,19 @@ def header_info(data: bytes, name: Path) -> tuple[int, int, str]:
     try:
         with Image.open(io.BytesIO(data), formats=HEADER_FORMATS) as image:
             return image.size[0], image.size[1], str(image.format)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except UnidentifiedImageError:
+        # PIL's own message names the in-memory buffer by address, which would differ on every run.
+        raise BadImageError(f"{name}: not an image in a known format ({', '.join(HEADER_FORMATS)})") from None
+    except (OSError, SyntaxError) as exc:
         raise BadImageError(f"{name}: not an image in a known format ({exc})") from None
+
+
+def check_size(width: int, height: int, name: Path | str, expected_size: tuple[int, int] | None) -> None:
+    """Refuse, from a header's claimed size alone, decompression bombs and sizes other than `expected_size`."""
+    if width * height > MAX_PIXELS:
+        raise BadImageError(f"{name}: header claims {width}x{height} pixels, over the {MAX_PIXELS:,}-pixel limit; refused before decoding")
+    if expected_size is not None and (width, height) != tuple(expected_size):
+        raise BadImageError(f"{name}: image is {width}x{height} but the annotation says {expected_size[0]}x{expected_size[1]}")
 
 
 # JPEG's DCT can decode straight to 1/2, 1/4 or 1/8 scale, skipping most of the work. Pixels stay
@@ -68,10 +79,7 @@ def decode(path: Path, expected_size: tuple[int, int] | None = None, target: int
     if not data:
         raise BadImageError(f"{path}: empty file (0 bytes)")
     width, height, image_format = header_info(data, path)
-    if width * height > MAX_PIXELS:
-        raise BadImageError(f"{path}: header claims {width}x{height} pixels, over the {MAX_PIXELS:,}-pixel limit; refused before decoding")
-    if expected_size is not None and (width, height) != tuple(expected_size):
-        raise BadImageError(f"{path}: image is {width}x{height} but the annotation says {expected_size[0]}x{expected_size[1]}")
+    check_size(width, height, path, expected_size)
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), _decode_flag(width, height, image_format, target))
     if pixels is None:
         raise BadImageError(f"{path}: could not be decoded (corrupt or truncated)")

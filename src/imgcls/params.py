@@ -12,22 +12,56 @@ import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from imgcls.errors import ImgclsError
 
 
+def _not_a_boolean(value: Any) -> Any:
+    """YAML's true/false are not numbers, though pydantic's lax mode would read them as 1 and 0."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not true/false")
+    return value
+
+
+# numpy's RandomState and scikit-learn's random_state take 0 .. 2**32 - 1: the narrowest of the seeds' consumers.
+SEED_MAX = 2**32 - 1
+
+
+def _seed_range(value: int) -> int:
+    if not 0 <= value <= SEED_MAX:
+        raise ValueError(f"a seed must be an integer from 0 to {SEED_MAX} (2**32 - 1), the range numpy and scikit-learn accept")
+    return value
+
+
+# Lax, not strict: `dvc exp run -S train.lr=1e-07` writes a string that YAML does not read as a number.
+Int = Annotated[int, BeforeValidator(_not_a_boolean)]
+Float = Annotated[float, BeforeValidator(_not_a_boolean)]
+Seed = Annotated[Int, AfterValidator(_seed_range)]
+Rate = Annotated[Float, Field(ge=0, lt=1)]
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf or nan anywhere: torch trains to NaN on them and exits 0.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SampleParams(Section):
-    seed: int = 0
+    seed: Seed = 0
     scarce_category: str = "eight"
-    scarce_fraction: float = Field(0.25, gt=0, le=1)
+    scarce_fraction: Float = Field(0.25, gt=0, le=1)
 
 
 class ExtractParams(Section):
@@ -35,17 +69,19 @@ class ExtractParams(Section):
     annotations: Path
     images: Path
     categories: list[str] = Field(min_length=2)
-    per_category: int | None = Field(None, gt=0)
-    side_px: int = Field(32, ge=8, le=1024)
-    seed: int = 0
+    per_category: Int | None = Field(None, gt=0)
+    side_px: Int = Field(32, ge=8, le=1024)
+    seed: Seed = 0
     crowd: Literal["disqualify", "ignore"] = "disqualify"
     other_categories: Literal["disqualify", "ignore"] = "disqualify"
     on_bad_image: Literal["skip", "fail"] = "skip"
-    max_bad_fraction: float = Field(0.01, ge=0, le=1)
+    max_bad_fraction: Float = Field(0.01, ge=0, le=1)
     download: bool = False
-    download_workers: int = Field(8, gt=0, le=64)
-    download_timeout: float = Field(30.0, gt=0)
-    download_retries: int = Field(4, ge=0)
+    download_workers: Int = Field(8, gt=0, le=64)
+    # Past about 1e9 s the socket layer overflows; an hour per request is already no timeout at all.
+    download_timeout: Float = Field(30.0, gt=0, le=3600)
+    # Retry n waits 0.5 * 2**n s: ten retries already wait about 8.5 minutes in all, and past 1023 the float overflows.
+    download_retries: Int = Field(4, ge=0, le=10)
     allowed_hosts: list[str] = ["images.cocodataset.org"]
 
     @field_validator("categories")
@@ -73,9 +109,10 @@ class NormalizeParams(Section):
 
 
 class SplitParams(Section):
-    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    per_class: tuple[int, int, int] | None = None
-    seed: int = 0
+    method: Literal["stratified", "given"] = "stratified"
+    fractions: tuple[Float, Float, Float] = (0.8, 0.1, 0.1)
+    per_class: tuple[Int, Int, Int] | None = None
+    seed: Seed = 0
 
     @field_validator("fractions")
     @classmethod
@@ -93,14 +130,20 @@ class SplitParams(Section):
             raise ValueError(f"every per-class count must be > 0, got {list(counts)}")
         return counts
 
+    @model_validator(mode="after")
+    def _per_class_needs_stratified(self) -> SplitParams:
+        if self.method == "given" and self.per_class is not None:
+            raise ValueError("per_class re-splits every class, so it needs method: stratified; set per_class: null to keep the given split")
+        return self
+
 
 class AugmentParams(Section):
     enabled: bool = True
-    target: int | None = Field(None, gt=0)
-    rotation_deg: float = Field(15.0, ge=0, le=180)
-    scale: tuple[float, float] = (0.9, 1.1)
+    target: Int | None = Field(None, gt=0)
+    rotation_deg: Float = Field(15.0, ge=0, le=180)
+    scale: tuple[Float, Float] = (0.9, 1.1)
     hflip: bool = False
-    seed: int = 0
+    seed: Seed = 0
 
     @field_validator("scale")
     @classmethod
@@ -112,27 +155,27 @@ class AugmentParams(Section):
 
 class TrainParams(Section):
     optimizer: Literal["sgd", "adam", "adamw"] = "adam"
-    lr: float = Field(1e-3, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
+    lr: Float = Field(1e-3, gt=0)
+    momentum: Rate = 0.9
     nesterov: bool = False
-    weight_decay: float = Field(0.0, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: Float = Field(0.0, ge=0)
+    betas: tuple[Rate, Rate] = (0.9, 0.999)  # torch's Adam refuses a beta outside [0, 1)
     scheduler: Literal["step", "cosine", "none"] = "cosine"
-    step_size: int = Field(5, gt=0)
-    gamma: float = Field(0.1, gt=0, le=1)
-    epochs: int = Field(8, gt=0)
-    batch_size: int = Field(64, gt=0)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    step_size: Int = Field(5, gt=0)
+    gamma: Float = Field(0.1, gt=0, le=1)
+    epochs: Int = Field(8, gt=0)
+    batch_size: Int = Field(64, gt=0)
+    label_smoothing: Rate = 0.0
     class_weights: Literal["none", "balanced"] = "none"
-    patience: int | None = Field(None, gt=0)
+    patience: Int | None = Field(None, gt=0)
     monitor: Literal["val/f1_macro", "val/acc", "val/loss"] = "val/f1_macro"
-    seed: int = 0
+    seed: Seed = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     hflip: bool = False
-    crop_padding: int = Field(2, ge=0)
-    rotation_deg: float = Field(0.0, ge=0, le=180)
+    crop_padding: Int = Field(2, ge=0)
+    rotation_deg: Float = Field(0.0, ge=0, le=180)
     compile: bool = False
-    nproc: int = Field(1, gt=0)
+    nproc: Int = Field(1, gt=0)
 
     @model_validator(mode="after")
     def _sgd_only_options(self) -> TrainParams:
@@ -147,17 +190,17 @@ class ModelOptions(Section):
     """What a `models.<name>` entry may add on top of the train settings."""
 
     arch: str | None = None
-    dropout: float | None = Field(None, ge=0, lt=1)
+    dropout: Rate | None = None
     pretrained: bool | None = None
     weights_path: Path | None = None
     freeze: Literal["none", "backbone", "last_block"] | None = None
-    unfreeze_at_epoch: int | None = Field(None, gt=1)
-    head_hidden: int | None = Field(None, gt=0)
-    head_dropout: float | None = Field(None, ge=0, lt=1)
+    unfreeze_at_epoch: Int | None = Field(None, gt=1)
+    head_hidden: Int | None = Field(None, gt=0)
+    head_dropout: Rate | None = None
 
 
 class EvaluateParams(Section):
-    misclassified: int = Field(32, ge=0)
+    misclassified: Int = Field(32, ge=0)
 
 
 class EnsembleParams(Section):
@@ -172,7 +215,7 @@ class EnsembleParams(Section):
 
 
 class ReportParams(Section):
-    feature_image: int = Field(0, ge=0)
+    feature_image: Int = Field(0, ge=0)
 
 
 PARAM_SECTIONS: dict[str, type[Section]] = {

@@ -1,4 +1,4 @@
-"""The split stage's work: assign every image to train, val or test, stratified by class, and pack the splits."""
+"""The split stage's work: assign every image to train, val or test, stratified by class or as the dataset gave it, and pack the splits."""
 
 from __future__ import annotations
 
@@ -60,6 +60,68 @@ def assign_by_counts(labels: np.ndarray, classes: Sequence[str], per_class: Sequ
     return assignment
 
 
+def _check_given_folders(labels: np.ndarray, given: np.ndarray, present: Sequence[str], classes: Sequence[str]) -> None:
+    """A folder kept as it is must hold every class: nothing is moved into it to make up for one missing."""
+    for split in present:
+        absent = [f"'{classes[c]}'" for c in range(len(classes)) if not (labels[given == split] == c).any()]
+        if absent:
+            raise ImgclsError(
+                f"split.method: 'given' keeps the dataset's {split}/ folder as it is, but it holds no {', '.join(absent)} images; "
+                "add some, or set split.method: stratified"
+            )
+
+
+def _draw_val(labels: np.ndarray, train: np.ndarray, classes: Sequence[str], val_share: float, seed: int) -> np.ndarray:
+    """The given train images that become val, stratified by class."""
+    needed = math.ceil(1 / min(val_share, 1 - val_share))
+    counts = Counter(labels[train].tolist())
+    small = [f"'{classes[c]}' has {counts[c]}" for c in range(len(classes)) if counts[c] < needed]
+    if small:
+        raise ImgclsError(
+            f"split.fractions: drawing val from the given train/ ({val_share:.0%}, fractions[1] / (fractions[0] + fractions[1])) "
+            f"needs at least {needed} train images per class, but {'; '.join(small)}. Add train images of those classes, "
+            "drop them from extract.categories, or change split.fractions"
+        )
+    _, val = train_test_split(train, test_size=val_share, stratify=labels[train], random_state=seed)
+    return val
+
+
+def assign_given(
+    labels: np.ndarray, given: Sequence[str], classes: Sequence[str], fractions: Sequence[float], seed: int
+) -> tuple[np.ndarray, str]:
+    """Return a split index per sample that keeps the dataset's own train/val/test, and what was done, for the log.
+
+    Without a given test, the given val is the test split: scores stay comparable with others
+    reporting on that val. Without a given val (or once it became test), val is drawn from train
+    with the share fractions[1] / (fractions[0] + fractions[1]), so test images never tune training.
+    """
+    given_split = np.asarray(given, dtype=str)
+    unsplit = int((given_split == "").sum())
+    if unsplit:
+        raise ImgclsError(
+            f"split.method: 'given' keeps a dataset's own train/ val/ test/ folders, but {unsplit} of {len(given_split)} images "
+            "came from none (COCO, or an image folder laid out as <root>/<class>/<image>); set split.method: stratified"
+        )
+    present = [name for name in SPLITS if (given_split == name).any()]
+    if present[0] != "train" or len(present) == 1:
+        raise ImgclsError(
+            f"split.method: 'given' needs a train/ folder and a val/ or test/ folder, but the dataset has only "
+            f"{', '.join(f'{name}/' for name in present)}; set split.method: stratified"
+        )
+    _check_given_folders(labels, given_split, present, classes)
+    assignment = np.array([SPLITS.index(name) for name in given_split], dtype=np.int64)
+    done = [f"kept the given {'/'.join(present)}"]
+    if "test" not in present:
+        assignment[assignment == SPLITS.index("val")] = SPLITS.index("test")
+        done.append("val became test")
+    if "val" not in present or "test" not in present:
+        val_share = fractions[1] / (fractions[0] + fractions[1])
+        assignment[_draw_val(labels, np.flatnonzero(assignment == 0), classes, val_share, seed)] = SPLITS.index("val")
+        done.append(f"val drawn from train ({val_share:.0%})")
+    _check_every_class_everywhere(labels, assignment, classes)
+    return assignment, "; ".join(done)
+
+
 def _check_every_class_everywhere(labels: np.ndarray, assignment: np.ndarray, classes: Sequence[str]) -> None:
     for split, name in enumerate(SPLITS):
         absent = sorted(set(range(len(classes))) - set(labels[assignment == split].tolist()))
@@ -67,9 +129,9 @@ def _check_every_class_everywhere(labels: np.ndarray, assignment: np.ndarray, cl
             raise ImgclsError(f"split.fractions: split '{name}' would have no '{classes[absent[0]]}' images; add more data")
 
 
-def load_normalized(normalized_dir: Path, classes: Sequence[str]) -> PackedSplit:
-    """Read the normalize stage's manifest and images into one array set, ordered by id."""
-    rows = sorted(read_csv(normalized_dir / "manifest.csv", ("id", "category", "file")), key=lambda r: int(r["id"]))
+def load_normalized(normalized_dir: Path, classes: Sequence[str]) -> tuple[PackedSplit, list[str]]:
+    """Read the normalize stage's manifest and images into one array set, ordered by id, and each image's given split."""
+    rows = sorted(read_csv(normalized_dir / "manifest.csv", ("id", "category", "file", "given_split")), key=lambda r: int(r["id"]))
     label_of = {name: i for i, name in enumerate(classes)}
     unknown = sorted({r["category"] for r in rows} - set(label_of))
     if unknown:
@@ -77,7 +139,7 @@ def load_normalized(normalized_dir: Path, classes: Sequence[str]) -> PackedSplit
     images = np.stack([read_image(normalized_dir / r["file"])[..., ::-1] for r in rows])
     labels = np.array([label_of[r["category"]] for r in rows], dtype=np.int64)
     ids = np.array([int(r["id"]) for r in rows], dtype=np.int64)
-    return PackedSplit(images, labels, ids)
+    return PackedSplit(images, labels, ids), [r["given_split"] for r in rows]
 
 
 def write_splits(out_dir: Path, data: PackedSplit, assignment: np.ndarray, classes: Sequence[str]) -> None:
