@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from imgcls.checkpoint import load_checkpoint, run_fingerprint
+from imgcls.checkpoint import load_checkpoint, run_fingerprint, save_checkpoint
 from imgcls.data import DeviceSplit, batch_indices, random_crop_flip, training_batches
 from imgcls.models import build_model
 from imgcls.params import TrainParams
@@ -158,3 +158,10 @@ def test_batchnorm_model_trains_when_the_last_batch_has_one_sample(tmp_path):
     big = lambda s: DeviceSplit(torch.nn.functional.interpolate(s.images.float(), size=32).to(torch.uint8), s.labels)
     state = fit(model, train, None, big(tiny_split(33, 0)), big(VAL), 3, tmp_path, "x", CPU, log=lambda m: None)
     assert state.epoch == 1
+
+
+def test_the_same_checkpoint_is_saved_as_the_same_bytes(tmp_path):
+    state = {"model": build_model("net1", 3, 16).state_dict(), "epoch": 1, "fingerprint": "x"}
+    save_checkpoint(tmp_path / "a.pt", state)
+    save_checkpoint(tmp_path / "b.pt", state)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes(), "DVC would see a changed output"

@@ -20,9 +20,11 @@ from imgcls.errors import ImgclsError
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
+    # Through a file object: given a path, torch.save names the archive's inner folder after the
+    # (random) temporary file, so the same weights would be saved as different bytes every time.
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
         try:
-            torch.save(state, tmp)
+            torch.save(state, file)
         except RuntimeError as exc:  # torch reports a failed write (a full disk) as RuntimeError, not OSError
             raise OSError(f"torch.save: {str(exc).strip().splitlines()[0]}") from None
 
