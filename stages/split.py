@@ -1,11 +1,11 @@
-"""DVC stage `split`: train/val/test, stratified or as the dataset gave it, packed into memory-mappable arrays."""
+"""DVC stage `split`: train/val/test or train/val only, stratified or as the dataset gave it, packed into memory-mappable arrays."""
 
 from pathlib import Path
 
 from imgcls.cli import stage_main, stage_parser
 from imgcls.params import ExtractParams, SplitParams, load_params
 from imgcls.splits import SPLITS
-from imgcls.splitting import assign_by_counts, assign_by_fractions, assign_given, load_normalized, write_splits
+from imgcls.splitting import assign_by_counts, assign_by_fractions, assign_given, load_normalized, no_test_split, write_splits
 
 
 def main() -> None:
@@ -26,8 +26,11 @@ def main() -> None:
     else:
         assignment = assign_by_fractions(data.labels, classes, params.fractions, params.seed)
     write_splits(args.out, data, assignment, classes)
-    sizes = ", ".join(f"{name} {int((assignment == i).sum())}" for i, name in enumerate(SPLITS))
+    shown = SPLITS[:2] if no_test_split(assignment) else SPLITS
+    sizes = ", ".join(f"{name} {int((assignment == SPLITS.index(name)).sum())}" for name in shown)
     print(f"split: {sizes} -> {args.out}")
+    if no_test_split(assignment):
+        print("split: no test split: evaluate scores the val split (test/ holds the val images)")
 
 
 if __name__ == "__main__":

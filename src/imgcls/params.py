@@ -111,23 +111,27 @@ class NormalizeParams(Section):
 class SplitParams(Section):
     method: Literal["stratified", "given"] = "stratified"
     fractions: tuple[Float, Float, Float] = (0.8, 0.1, 0.1)
-    per_class: tuple[Int, Int, Int] | None = None
+    per_class: tuple[Int, ...] | None = None
     seed: Seed = 0
 
     @field_validator("fractions")
     @classmethod
     def _fractions(cls, fractions: tuple[float, float, float]) -> tuple[float, float, float]:
-        if any(f <= 0 for f in fractions):
-            raise ValueError(f"every fraction must be > 0, got {list(fractions)}")
+        if fractions[0] <= 0 or fractions[1] <= 0 or fractions[2] < 0:
+            raise ValueError(f"every fraction must be > 0, but test may be 0 for train/val only, got {list(fractions)}")
         if not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
             raise ValueError(f"fractions [train, val, test] must sum to 1, got {list(fractions)} (sum {sum(fractions):g})")
         return fractions
 
     @field_validator("per_class")
     @classmethod
-    def _per_class(cls, counts: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
-        if counts is not None and any(c <= 0 for c in counts):
-            raise ValueError(f"every per-class count must be > 0, got {list(counts)}")
+    def _per_class(cls, counts: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if counts is None:
+            return counts
+        if len(counts) not in (2, 3):
+            raise ValueError(f"per_class must be [train, val] (the rest of each class to test) or [train, val, test], got {list(counts)}")
+        if counts[0] <= 0 or counts[1] <= 0 or any(c < 0 for c in counts[2:]):
+            raise ValueError(f"every per-class count must be > 0, but test may be 0 for train/val only, got {list(counts)}")
         return counts
 
     @model_validator(mode="after")

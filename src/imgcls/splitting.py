@@ -18,7 +18,7 @@ from imgcls.splits import SPLITS, PackedSplit, save_split
 
 
 def _check_class_sizes(labels: np.ndarray, classes: Sequence[str], fractions: Sequence[float]) -> None:
-    needed = math.ceil(1 / min(fractions))
+    needed = math.ceil(1 / min(f for f in fractions if f > 0))
     counts = Counter(labels.tolist())
     small = [f"'{classes[c]}' has {counts.get(c, 0)}" for c in range(len(classes)) if counts.get(c, 0) < needed]
     if small:
@@ -30,31 +30,52 @@ def _check_class_sizes(labels: np.ndarray, classes: Sequence[str], fractions: Se
 
 
 def assign_by_fractions(labels: np.ndarray, classes: Sequence[str], fractions: Sequence[float], seed: int) -> np.ndarray:
-    """Return a split index (0 train, 1 val, 2 test) per sample, stratified by label."""
+    """Return a split index (0 train, 1 val, 2 test) per sample, stratified by label; a test share of 0 assigns no test."""
     _check_class_sizes(labels, classes, fractions)
     index = np.arange(len(labels))
-    train_val, test = train_test_split(index, test_size=fractions[2], stratify=labels, random_state=seed)
+    if fractions[2] == 0:
+        train_val, test = index, index[:0]
+    else:
+        train_val, test = train_test_split(index, test_size=fractions[2], stratify=labels, random_state=seed)
     val_share = fractions[1] / (fractions[0] + fractions[1])
     train, val = train_test_split(train_val, test_size=val_share, stratify=labels[train_val], random_state=seed)
     assignment = np.empty(len(labels), dtype=np.int64)
     for split, members in enumerate((train, val, test)):
         assignment[members] = split
-    _check_every_class_everywhere(labels, assignment, classes)
+    _check_every_class_everywhere(labels, assignment, classes, SPLITS if fractions[2] else SPLITS[:2])
     return assignment
 
 
+def _counts_for_class(per_class: Sequence[int], available: int, name: str) -> tuple[int, int, int]:
+    """(train, val, test) images to draw from a class of `available`: `[train, val]` sends all the rest to test."""
+    if len(per_class) == 2:
+        train, val = per_class
+        if available <= train + val:
+            raise ImgclsError(
+                f"split.per_class: {list(per_class)} takes {train} train and {val} val images of each class and puts the rest "
+                f"in test, so class '{name}' needs at least {train + val + 1}, but it has {available}"
+            )
+        return train, val, available - train - val
+    if available < sum(per_class):
+        raise ImgclsError(f"split.per_class: {list(per_class)} needs {sum(per_class)} images of class '{name}', but it has {available}")
+    return per_class[0], per_class[1], per_class[2]
+
+
 def assign_by_counts(labels: np.ndarray, classes: Sequence[str], per_class: Sequence[int], seed: int) -> np.ndarray:
-    """Return a split index per sample with exactly `per_class` = (train, val, test) images of each class."""
+    """Return a split index per sample with exact counts per class: `per_class` is (train, val, test) or (train, val).
+
+    Three counts leave a class's other images out (-1), and a test count of 0 assigns no test;
+    two counts put every image of a class beyond its train and val into test.
+    """
     assignment = np.full(len(labels), -1, dtype=np.int64)
-    wanted = sum(per_class)
     for label, name in enumerate(classes):
         members = np.flatnonzero(labels == label)
-        if len(members) < wanted:
-            raise ImgclsError(
-                f"split.per_class: {list(per_class)} needs {wanted} images of class '{name}', but it has {len(members)}"
-            )
-        train, rest = train_test_split(members, train_size=per_class[0], test_size=per_class[1] + per_class[2], random_state=seed)
-        val, test = train_test_split(rest, train_size=per_class[1], test_size=per_class[2], random_state=seed)
+        n_train, n_val, n_test = _counts_for_class(per_class, len(members), name)
+        train, rest = train_test_split(members, train_size=n_train, test_size=n_val + n_test, random_state=seed)
+        if n_test:
+            val, test = train_test_split(rest, train_size=n_val, test_size=n_test, random_state=seed)
+        else:
+            val, test = rest, rest[:0]
         for split, chosen in enumerate((train, val, test)):
             assignment[chosen] = split
     return assignment
@@ -118,12 +139,13 @@ def assign_given(
         val_share = fractions[1] / (fractions[0] + fractions[1])
         assignment[_draw_val(labels, np.flatnonzero(assignment == 0), classes, val_share, seed)] = SPLITS.index("val")
         done.append(f"val drawn from train ({val_share:.0%})")
-    _check_every_class_everywhere(labels, assignment, classes)
+    _check_every_class_everywhere(labels, assignment, classes, SPLITS)
     return assignment, "; ".join(done)
 
 
-def _check_every_class_everywhere(labels: np.ndarray, assignment: np.ndarray, classes: Sequence[str]) -> None:
-    for split, name in enumerate(SPLITS):
+def _check_every_class_everywhere(labels: np.ndarray, assignment: np.ndarray, classes: Sequence[str], splits: Sequence[str]) -> None:
+    for name in splits:
+        split = SPLITS.index(name)
         absent = sorted(set(range(len(classes))) - set(labels[assignment == split].tolist()))
         if absent:
             raise ImgclsError(f"split.fractions: split '{name}' would have no '{classes[absent[0]]}' images; add more data")
@@ -142,13 +164,20 @@ def load_normalized(normalized_dir: Path, classes: Sequence[str]) -> tuple[Packe
     return PackedSplit(images, labels, ids), [r["given_split"] for r in rows]
 
 
+def no_test_split(assignment: np.ndarray) -> bool:
+    """No sample went to test (a test share or count of 0): the test folder then holds the val images, for evaluate to score."""
+    return not (assignment == SPLITS.index("test")).any()
+
+
 def write_splits(out_dir: Path, data: PackedSplit, assignment: np.ndarray, classes: Sequence[str]) -> None:
     """Write `splits.csv`, `classes.json` and one packed folder per split, each atomically.
 
-    Samples assigned -1 (left over by `split.per_class`) are in no split.
+    Samples assigned -1 (left over by `split.per_class`) are in no split. Without test samples,
+    `test/` is a copy of `val/` (the stages after split read test) and `splits.csv` lists each image once.
     """
     for index, name in enumerate(SPLITS):
-        members = np.flatnonzero(assignment == index)
+        source = SPLITS.index("val") if name == "test" and no_test_split(assignment) else index
+        members = np.flatnonzero(assignment == source)
         with atomic_dir(out_dir / name) as tmp:
             save_split(tmp, PackedSplit(data.images[members], data.labels[members], data.ids[members]))
     rows = [
