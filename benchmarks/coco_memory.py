@@ -25,7 +25,7 @@ from imgcls.coco import load_coco, select
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 coco = load_coco(Path(sys.argv[1]))
-records = select(coco, Path("images"), ["cat", "dog", "horse"], None, seed=0, other_categories="ignore")
+records = select(coco, Path("images"), ["cat", "dog", "horse"], None, seed=0, other_categories="ignore")[0]
 print(f"selected {len(records)} images in {time.perf_counter() - start:.1f} s")
 print(f"peak_rss_mib {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} (interpreter and imports: {before / 1024:.0f})")
 """

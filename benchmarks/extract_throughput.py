@@ -103,7 +103,7 @@ def main() -> None:
         sources = Path(tmp) / "sources"
         sources.mkdir()
         coco = coco_from_dict(write_photos(args.images, sources, seed=0))
-        records = select(coco, sources, list(CATEGORIES), per_category=None, seed=0)
+        records, _ = select(coco, sources, list(CATEGORIES), per_category=None, seed=0)
         # The paths alternate, so a burst of load from another process slows both alike; each run
         # writes a fresh folder, so neither pays for deleting the last run's output. Run 0 warms up.
         rates = [

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from imgcls.cli import stage_main, stage_parser
-from imgcls.coco import load_coco, select_counted
+from imgcls.coco import load_coco, select
 from imgcls.extraction import BAD_IMAGES_FILE, SELECTION_FILE, extract_images, fetch_missing, selection_summary
 from imgcls.folder import SPLIT_FOLDERS, select_from_folder
 from imgcls.params import ExtractParams, load_params
@@ -20,7 +20,7 @@ def main() -> None:
         records, removed, given_splits = select_from_folder(params.images, params.categories, params.per_category, params.seed)
     else:
         coco = load_coco(params.annotations)
-        records, removed = select_counted(
+        records, removed = select(
             coco, params.images, params.categories, params.per_category, params.seed, params.crowd, params.other_categories
         )
     failed_downloads = []

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import yaml
 
@@ -123,3 +126,44 @@ def tiny(tiny_baseline: Path, tmp_path: Path) -> Repo:
     root = tmp_path / "project"
     shutil.copytree(tiny_baseline, root, symlinks=True)
     return Repo(root)
+
+
+GOOD_PNG = cv2.imencode(".png", np.full((30, 40, 3), 90, np.uint8))[1].tobytes()
+
+
+class CocoCase:
+    """Twenty cats and twenty dogs as PNGs with a COCO file and params, which each hostile case then breaks in one way."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.images = root / "images"
+        self.images.mkdir()
+        self.coco: dict = {"images": [], "annotations": [], "categories": [{"id": 2, "name": "cat"}, {"id": 5, "name": "dog"}]}
+        for image_id in range(1, 41):
+            name = f"{image_id:04d}.png"
+            (self.images / name).write_bytes(GOOD_PNG)
+            self.coco["images"].append({"id": image_id, "file_name": name, "width": 40, "height": 30})
+            self.coco["annotations"].append(
+                {"id": image_id, "image_id": image_id, "category_id": 2 if image_id % 2 else 5, "bbox": [0, 0, 4, 4], "area": 16, "iscrowd": 0}
+            )
+        self.params = {
+            "extract": {
+                "annotations": str(root / "annotations.json"),
+                "images": str(self.images),
+                "categories": ["cat", "dog"],
+                "side_px": 16,
+                "on_bad_image": "fail",
+            }
+        }
+
+    def write(self) -> None:
+        if not (self.root / "annotations.json").exists():
+            (self.root / "annotations.json").write_text(json.dumps(self.coco))
+        (self.root / "params.yaml").write_text(yaml.safe_dump(self.params))
+
+    def run_extract(self) -> subprocess.CompletedProcess[str]:
+        self.write()
+        return subprocess.run(
+            [sys.executable, str(REPO / "stages/extract.py"), "--params", str(self.root / "params.yaml"), "--out", str(self.root / "out")],
+            capture_output=True, text=True, env=tool_env(), timeout=120,
+        )

@@ -42,9 +42,9 @@ def test_other_categories_rule(rule, expected):
 def test_per_category_draw_is_seeded_sorted_and_without_replacement():
     images = [(i, [(1 if i % 2 else 3, 0)]) for i in range(1, 41)]
     coco = coco_from_dict(coco_dict(images, CATS))
-    first = select(coco, IMAGES, ["cat", "dog"], 5, seed=3)
-    again = select(coco, IMAGES, ["cat", "dog"], 5, seed=3)
-    other = select(coco, IMAGES, ["cat", "dog"], 5, seed=4)
+    first = select(coco, IMAGES, ["cat", "dog"], 5, seed=3)[0]
+    again = select(coco, IMAGES, ["cat", "dog"], 5, seed=3)[0]
+    other = select(coco, IMAGES, ["cat", "dog"], 5, seed=4)[0]
     assert first == again
     assert [r.image_id for r in first] != [r.image_id for r in other]
     ids = [r.image_id for r in first]

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import struct
-import subprocess
-import sys
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -15,12 +12,10 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, tool_env
+from conftest import GOOD_PNG, CocoCase
 from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES
 from imgcls.params import parse_section, read_params_file, resolve_model
-
-GOOD_PNG = cv2.imencode(".png", np.full((30, 40, 3), 90, np.uint8))[1].tobytes()
 
 
 def png_claiming(width: int, height: int) -> bytes:
@@ -30,67 +25,29 @@ def png_claiming(width: int, height: int) -> bytes:
     return GOOD_PNG[:8] + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk)) + GOOD_PNG[33:]
 
 
-class Case:
-    """A small COCO dataset on disk plus params, which each hostile case then breaks in one way."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.images = root / "images"
-        self.images.mkdir()
-        self.coco: dict = {"images": [], "annotations": [], "categories": [{"id": 2, "name": "cat"}, {"id": 5, "name": "dog"}]}
-        for image_id in range(1, 41):
-            name = f"{image_id:04d}.png"
-            (self.images / name).write_bytes(GOOD_PNG)
-            self.coco["images"].append({"id": image_id, "file_name": name, "width": 40, "height": 30})
-            self.coco["annotations"].append(
-                {"id": image_id, "image_id": image_id, "category_id": 2 if image_id % 2 else 5, "bbox": [0, 0, 4, 4], "area": 16, "iscrowd": 0}
-            )
-        self.params = {
-            "extract": {
-                "annotations": str(root / "annotations.json"),
-                "images": str(self.images),
-                "categories": ["cat", "dog"],
-                "side_px": 16,
-                "on_bad_image": "fail",
-            }
-        }
-
-    def write(self) -> None:
-        if not (self.root / "annotations.json").exists():
-            (self.root / "annotations.json").write_text(json.dumps(self.coco))
-        (self.root / "params.yaml").write_text(yaml.safe_dump(self.params))
-
-    def run_extract(self) -> subprocess.CompletedProcess[str]:
-        self.write()
-        return subprocess.run(
-            [sys.executable, str(REPO / "stages/extract.py"), "--params", str(self.root / "params.yaml"), "--out", str(self.root / "out")],
-            capture_output=True, text=True, env=tool_env(), timeout=120,
-        )
-
-
-def set_annotations(text: bytes) -> Callable[[Case], None]:
+def set_annotations(text: bytes) -> Callable[[CocoCase], None]:
     return lambda c: (c.root / "annotations.json").write_bytes(text)
 
 
-def set_file_name(name: str) -> Callable[[Case], None]:
+def set_file_name(name: str) -> Callable[[CocoCase], None]:
     return lambda c: c.coco["images"][0].update(file_name=name)
 
 
-def write_image(data: bytes, index: int = 0) -> Callable[[Case], None]:
+def write_image(data: bytes, index: int = 0) -> Callable[[CocoCase], None]:
     return lambda c: (c.images / c.coco["images"][index]["file_name"]).write_bytes(data)
 
 
-def set_extract(**values) -> Callable[[Case], None]:
+def set_extract(**values) -> Callable[[CocoCase], None]:
     return lambda c: c.params["extract"].update(values)
 
 
-def truncated_jpeg(case: Case) -> None:
+def truncated_jpeg(case: CocoCase) -> None:
     jpeg = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8))[1].tobytes()
     case.coco["images"][0]["file_name"] = "cut.jpg"
     (case.images / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])
 
 
-def many_broken(case: Case) -> None:
+def many_broken(case: CocoCase) -> None:
     case.params["extract"].update(on_bad_image="skip", max_bad_fraction=0.05)
     for image in case.coco["images"][:5]:
         (case.images / image["file_name"]).write_bytes(b"")
@@ -123,7 +80,7 @@ HOSTILE = {
 
 @pytest.mark.parametrize("breakage", list(HOSTILE), ids=list(HOSTILE))
 def test_extract_refuses_hostile_input(tmp_path, breakage):
-    case = Case(tmp_path)
+    case = CocoCase(tmp_path)
     breaker, message = HOSTILE[breakage]
     breaker(case)
     result = case.run_extract()
@@ -135,7 +92,7 @@ def test_extract_refuses_hostile_input(tmp_path, breakage):
 
 
 def test_skip_mode_lists_skipped_images_with_reasons(tmp_path):
-    case = Case(tmp_path)
+    case = CocoCase(tmp_path)
     case.params["extract"].update(on_bad_image="skip", max_bad_fraction=0.1)
     write_image(b"", 0)(case)
     write_image(png_claiming(90_000, 90_000), 1)(case)

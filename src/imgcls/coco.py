@@ -271,7 +271,7 @@ def sample_per_category(per_category: dict[str, list[int]], limit: int | None, s
     return sampled
 
 
-def select_counted(
+def select(
     coco: COCO,
     images_dir: Path,
     categories: Sequence[str],
@@ -300,15 +300,3 @@ def select_counted(
             )
     return sorted(records, key=lambda r: r.image_id), removed
 
-
-def select(
-    coco: COCO,
-    images_dir: Path,
-    categories: Sequence[str],
-    per_category: int | None,
-    seed: int,
-    crowd: Rule = "disqualify",
-    other_categories: Rule = "disqualify",
-) -> list[Selected]:
-    """`select_counted` without the counts."""
-    return select_counted(coco, images_dir, categories, per_category, seed, crowd, other_categories)[0]
