@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import GOOD_PNG, REPO, CocoCase, tool_env
-PNG = GOOD_PNG
+
 GIF = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"
 
 
@@ -76,7 +76,7 @@ def id_of_5000_digits(c: Coco) -> None:
 
 
 def symlink_out_of_images(c: Coco) -> None:
-    (c.root / "secret.png").write_bytes(PNG)
+    (c.root / "secret.png").write_bytes(GOOD_PNG)
     (c.images / "0001.png").unlink()
     (c.images / "0001.png").symlink_to(c.root / "secret.png")
 
@@ -244,8 +244,8 @@ def folder_extract(root: Path, categories: list[str]) -> dict:
 def test_folder_hidden_and_unsupported_files_are_counted_not_read(tmp_path):
     root = tmp_path / "pets"
     make_folder(root, {
-        "cat/a.png": PNG, "cat/b.png": PNG, "cat/.thumb.png": PNG, "cat/._b.png": b"\x00\x05\x16\x07 AppleDouble",
-        "cat/imageNotFound.gif": GIF, "cat/notes.txt": b"scraped from flickr", "dog/c.png": PNG, "dog/d.png": PNG,
+        "cat/a.png": GOOD_PNG, "cat/b.png": GOOD_PNG, "cat/.thumb.png": GOOD_PNG, "cat/._b.png": b"\x00\x05\x16\x07 AppleDouble",
+        "cat/imageNotFound.gif": GIF, "cat/notes.txt": b"scraped from flickr", "dog/c.png": GOOD_PNG, "dog/d.png": GOOD_PNG,
     })
     (root / "cat" / "gone.png").symlink_to(Path("../.pool/deleted.png"))
     result = run_extract(tmp_path, folder_extract(root, ["cat", "dog"]))
@@ -259,14 +259,14 @@ def test_folder_hidden_and_unsupported_files_are_counted_not_read(tmp_path):
 
 def test_folder_class_without_images_names_the_rules(tmp_path):
     root = tmp_path / "pets"
-    make_folder(root, {"cat/a.png": PNG, "dog/.c.png": PNG, "dog/imageNotFound.gif": GIF})
+    make_folder(root, {"cat/a.png": GOOD_PNG, "dog/.c.png": GOOD_PNG, "dog/imageNotFound.gif": GIF})
     result = run_extract(tmp_path, folder_extract(root, ["cat", "dog"]))
     assert_refused(result, tmp_path, "dog", "hidden removed 1", "unsupported_extension removed 1")
 
 
 def test_folder_of_symlinks_inside_the_root_is_read(tmp_path):
     root = tmp_path / "pets"
-    make_folder(root, {".pool/1.png": PNG, ".pool/2.png": PNG, ".pool/3.png": PNG})
+    make_folder(root, {".pool/1.png": GOOD_PNG, ".pool/2.png": GOOD_PNG, ".pool/3.png": GOOD_PNG})
     for category, number in (("cat", 1), ("cat", 2), ("dog", 3)):
         (root / category).mkdir(exist_ok=True)
         (root / category / f"{number}.png").symlink_to(Path(f"../.pool/{number}.png"))
@@ -277,8 +277,8 @@ def test_folder_of_symlinks_inside_the_root_is_read(tmp_path):
 
 def test_folder_symlink_leading_outside_the_root_is_refused(tmp_path):
     root = tmp_path / "pets"
-    make_folder(root, {"cat/a.png": PNG, "dog/b.png": PNG})
-    (tmp_path / "elsewhere.png").write_bytes(PNG)
+    make_folder(root, {"cat/a.png": GOOD_PNG, "dog/b.png": GOOD_PNG})
+    (tmp_path / "elsewhere.png").write_bytes(GOOD_PNG)
     (root / "dog" / "c.png").symlink_to(tmp_path / "elsewhere.png")
     result = run_extract(tmp_path, folder_extract(root, ["cat", "dog"]))
     assert_refused(result, tmp_path, "dog/c.png", "outside extract.images")
