@@ -1,10 +1,13 @@
 """The training loop on tiny in-memory data: determinism, resuming, freezing schedule, augmentation ops."""
 
+import sys
+import types
+
 import numpy as np
 import pytest
 import torch
 
-from imgcls.checkpoint import load_checkpoint, run_fingerprint, save_checkpoint
+from imgcls.checkpoint import code_digest, load_checkpoint, run_fingerprint, save_checkpoint
 from imgcls.data import DeviceSplit, batch_indices, random_crop_flip, training_batches
 from imgcls.models import build_model
 from imgcls.params import TrainParams
@@ -165,3 +168,22 @@ def test_the_same_checkpoint_is_saved_as_the_same_bytes(tmp_path):
     save_checkpoint(tmp_path / "a.pt", state)
     save_checkpoint(tmp_path / "b.pt", state)
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes(), "DVC would see a changed output"
+
+
+def test_the_code_fingerprint_covers_imported_modules_only(tmp_path, monkeypatch):
+    script = tmp_path / "stage.py"
+    script.write_text("print('train')\n")
+    before = code_digest(script)
+    assert code_digest(script) == before
+    # A module no stage imports (a new CLI, say) must not change checkpoints behind DVC's back...
+    unrelated = tmp_path / "unrelated.py"
+    unrelated.write_text("X = 1\n")
+    assert code_digest(script) == before
+    # ...but an imported module's code and the stage script do.
+    fake = types.ModuleType("imgcls.fake_module")
+    fake.__file__ = str(unrelated)
+    monkeypatch.setitem(sys.modules, "imgcls.fake_module", fake)
+    assert code_digest(script) != before
+    monkeypatch.delitem(sys.modules, "imgcls.fake_module")
+    script.write_text("print('train, edited')\n")
+    assert code_digest(script) != before

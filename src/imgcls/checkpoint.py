@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import platform
+import sys
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -103,14 +104,16 @@ def set_aside(path: Path) -> Path:
 
 
 def code_digest(stage_script: Path) -> str:
-    """Hash of the code a run executes: the stage script, imgcls's source, the libraries and CPU kernels.
+    """Hash of the code a run executes: the stage script, the imgcls modules it imported, the libraries and CPU kernels.
 
-    A checkpoint written by other code is never resumed, so an edit anywhere that could change
-    the result (the script, the library, an upgraded torch, other CPU kernels or thread count)
-    starts training afresh.
+    A checkpoint written by other code is never resumed, so an edit that could change the result
+    (the script, an imported module, an upgraded torch, other CPU kernels or thread count) starts
+    training afresh. Only imported modules count, the same ones dvc.yaml declares, so a module the
+    run never loads cannot change the checkpoint's bytes behind DVC's back.
     """
     digest = hashlib.sha256()
-    for path in [stage_script, *sorted(Path(__file__).parent.rglob("*.py"))]:
+    imported = {Path(m.__file__) for name, m in sys.modules.items() if name.split(".")[0] == "imgcls" and getattr(m, "__file__", None)}
+    for path in [stage_script, *sorted(imported)]:
         digest.update(path.read_bytes())
     runtime = (
         f"python {platform.python_version()} torch {torch.__version__} numpy {np.__version__} "
