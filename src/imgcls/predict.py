@@ -1,0 +1,160 @@
+"""`imgcls predict`: top-k classes for new, unlabelled images from a trained model's best.pt."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from imgcls.cli import stage_main
+from imgcls.data import normalize
+from imgcls.errors import ImgclsError
+from imgcls.folder import IMAGE_SUFFIXES
+from imgcls.images import BadImageError, decode, fit_within, to_rgb8, to_square
+from imgcls.models import MODEL_NAMES
+from imgcls.params import ExtractParams, NormalizeParams, load_params, resolve_model
+from imgcls.rebuild import rebuild_trained
+from imgcls.splits import read_classes
+from imgcls.training import autocast, select_device
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's `top` (class, probability) pairs, most probable first; for an unusable file, `error` says why instead."""
+
+    path: Path
+    top: tuple[tuple[str, float], ...] = ()
+    error: str = ""
+
+
+def image_files(paths: Sequence[Path]) -> list[Path]:
+    """Files as given, and each folder's image files (recursively, sorted, hidden names skipped)."""
+    files: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            files.append(path)  # a missing or non-image file is reported with the others' predictions
+            continue
+        found = sorted(
+            p for p in path.rglob("*")
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
+        if not found:
+            raise ImgclsError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder or below")
+        files += found
+    return files
+
+
+def preprocess(path: Path, side: int, resize: Literal["pad", "stretch"]) -> np.ndarray:
+    """An image file as the split stage packs it, (side, side, 3) uint8 RGB: extract's decode and shrink, then normalize's squaring."""
+    pixels, _ = decode(path, target=side)
+    return to_square(to_rgb8(fit_within(pixels, side)), side, resize)
+
+
+@torch.no_grad()
+def class_probabilities(model: nn.Module, images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Softmax over the classes for (N, H, W, 3) uint8 RGB images, the model run as `training.predict` runs it."""
+    # NHWC permuted to NCHW is channels_last, as the model is.
+    batch = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(device)
+    with autocast(device):
+        logits = model(normalize(batch)).float()
+    return logits.softmax(1).cpu()
+
+
+def _read(path: Path, side: int, resize: Literal["pad", "stretch"]) -> np.ndarray | str:
+    """The preprocessed image, or the one-line reason it cannot be used."""
+    try:
+        return preprocess(path, side, resize)
+    except BadImageError as exc:
+        return str(exc)
+    except ImgclsError as exc:  # to_rgb8's pixel-type refusal does not know the file
+        return f"{path}: {exc}"
+
+
+def predict_files(
+    paths: Sequence[str | Path],
+    model_name: str,
+    params_path: str | Path = Path("params.yaml"),
+    processed_dir: str | Path = Path("data/processed"),
+    models_dir: str | Path = Path("data/models"),
+    top_k: int = 3,
+) -> list[Prediction]:
+    """Top-k classes of `model_name`'s best.pt for each image file (folders searched recursively), in order.
+
+    Unusable files get a Prediction with `error` set, so one bad file does not cost the others theirs.
+    """
+    if top_k < 1:
+        raise ImgclsError(f"top_k: must be at least 1, got {top_k}")
+    files = image_files([Path(p) for p in paths])
+    settings = resolve_model(params_path, model_name, MODEL_NAMES)
+    extract: ExtractParams
+    params: NormalizeParams
+    extract, params = load_params(params_path, "extract", "normalize")
+    classes = read_classes(Path(processed_dir) / "classes.json")
+    checkpoint = Path(models_dir) / model_name / "best.pt"
+    if not checkpoint.is_file():
+        raise ImgclsError(f"{checkpoint}: not found; run `dvc repro train@{model_name}` first")
+    device = select_device(settings.train.device)
+    model = rebuild_trained(settings, len(classes), extract.side_px, checkpoint).to(device, memory_format=torch.channels_last)
+
+    predictions = []
+    for start in range(0, len(files), settings.train.batch_size):
+        chunk = files[start : start + settings.train.batch_size]
+        read = [_read(path, extract.side_px, params.resize) for path in chunk]
+        images = [r for r in read if isinstance(r, np.ndarray)]
+        probabilities = iter(class_probabilities(model, np.stack(images), device) if images else ())
+        for path, result in zip(chunk, read):
+            if isinstance(result, str):
+                predictions.append(Prediction(path, error=result))
+                continue
+            values, indices = next(probabilities).topk(min(top_k, len(classes)))
+            predictions.append(Prediction(path, tuple((classes[i], p) for i, p in zip(indices.tolist(), values.tolist()))))
+    return predictions
+
+
+def _as_json(prediction: Prediction) -> dict[str, object]:
+    if prediction.error:
+        return {"path": str(prediction.path), "error": prediction.error}
+    return {"path": str(prediction.path), "top": [{"class": name, "probability": p} for name, p in prediction.top]}
+
+
+def _run(args: argparse.Namespace) -> None:
+    predictions = predict_files(args.images, args.model, args.params, args.processed, args.models_dir, args.top_k)
+    if args.json:
+        print(json.dumps([_as_json(p) for p in predictions], indent=2))
+    for prediction in predictions:
+        if prediction.error:
+            print(f"error: {prediction.error}", file=sys.stderr)
+        elif not args.json:
+            print(f"{prediction.path}: " + ", ".join(f"{name} {p:.2f}" for name, p in prediction.top))
+    failed = sum(1 for p in predictions if p.error)
+    if failed:
+        print(f"error: {failed} of {len(predictions)} files could not be read", file=sys.stderr)
+        sys.exit(1)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The `imgcls` command; bad input ends in one line on stderr and exit code 1."""
+    parser = argparse.ArgumentParser(prog="imgcls", description="imgcls: use the models the pipeline trained.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser("predict", help="top-k classes for new images", description=__doc__)
+    predict.add_argument("--model", required=True, help="a key of params.yaml's models: (its best.pt is used)")
+    predict.add_argument("images", nargs="+", type=Path, help="image files, or folders searched recursively")
+    predict.add_argument("--params", type=Path, default=Path("params.yaml"), help="the params file the model was trained with")
+    predict.add_argument("--processed", type=Path, default=Path("data/processed"), help="the split stage's folder (classes.json)")
+    predict.add_argument("--models-dir", type=Path, default=Path("data/models"), help="the train stages' folder (<model>/best.pt)")
+    predict.add_argument("--top-k", type=int, default=3, help="classes shown per image")
+    predict.add_argument("--json", action="store_true", help="print a JSON list instead of one line per image")
+    args = parser.parse_args(argv)
+    stage_main(lambda: _run(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""`imgcls predict` on files the test writes, with a checkpoint saved the way the train stage saves one."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from imgcls.checkpoint import save_checkpoint
+from imgcls.coco import Selected
+from imgcls.data import normalize
+from imgcls.extraction import extract_images
+from imgcls.models import build_model
+from imgcls.normalization import normalize_images
+from imgcls.predict import image_files, predict_files, preprocess
+from imgcls.splitting import load_normalized
+
+CLASSES = ["cat", "dog", "bird", "fish"]
+SIDE = 16
+IMGCLS = Path(sys.executable).parent / "imgcls"  # the console script `pip install -e .` puts beside the interpreter
+
+
+def write_images(folder: Path) -> list[Path]:
+    """Every layout the pipeline handles, and two files a folder search must skip; returns the images, sorted."""
+    rng = np.random.default_rng(0)
+    layouts = {
+        "a.png": rng.integers(0, 256, (30, 40, 3), dtype=np.uint8),
+        "sub/b.jpg": rng.integers(0, 256, (120, 200, 3), dtype=np.uint8),  # large enough for a reduced-scale JPEG decode
+        "sub/c.png": rng.integers(0, 65536, (50, 20), dtype=np.uint16),
+        "sub/d.png": rng.integers(0, 256, (24, 24, 4), dtype=np.uint8),
+        "sub/e.bmp": rng.integers(0, 256, (8, 12), dtype=np.uint8),  # enlarged, not shrunk
+        ".hidden/f.png": rng.integers(0, 256, (8, 8, 3), dtype=np.uint8),
+    }
+    for name, pixels in layouts.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(folder / name), pixels)
+    (folder / "sub/notes.txt").write_text("not an image")
+    return sorted(folder / name for name in layouts if not name.startswith("."))
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """params.yaml, classes.json and a net1 best.pt, as a finished `dvc repro train@net1` leaves them."""
+    params = {
+        "extract": {"annotations": "unused.json", "images": "unused", "categories": CLASSES, "side_px": SIDE},
+        "normalize": {"resize": "pad"},
+        "train": {"batch_size": 2, "device": "cpu"},  # a batch of 2 splits the images into several batches
+        "models": {"net1": {}},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "processed").mkdir()
+    (tmp_path / "processed/classes.json").write_text(json.dumps(CLASSES))
+    torch.manual_seed(0)
+    model = build_model("net1", len(CLASSES), SIDE)
+    with torch.no_grad():
+        [*model.modules()][-1].weight.mul_(30)  # the output layer: confident, well-separated outputs rather than a near-uniform guess
+    save_checkpoint(tmp_path / "models/net1/best.pt", {"model": model.state_dict(), "epoch": 1, "fingerprint": "x"})
+    (tmp_path / "images").mkdir()
+    write_images(tmp_path / "images")
+    return tmp_path
+
+
+def pipeline_images(sources: list[Path], work: Path, resize: str) -> np.ndarray:
+    """The images as the extract, normalize and split stages' functions make them, in `sources` order."""
+    records = [Selected(i + 1, CLASSES[0], path, path.name) for i, path in enumerate(sources)]
+    extract_images(records, work / "extracted", SIDE)
+    normalize_images(work / "extracted", work / "normalized", SIDE, resize)
+    return load_normalized(work / "normalized", CLASSES)[0].images
+
+
+def run_cli(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(IMGCLS), "predict", "--params", "params.yaml", "--processed", "processed", "--models-dir", "models", *args],
+        cwd=project, capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_folders_are_searched_for_image_files_only(project):
+    files = image_files([project / "images"])
+    assert files == write_images(project / "images")
+    assert [p.name for p in files] == ["a.png", "b.jpg", "c.png", "d.png", "e.bmp"]
+
+
+@pytest.mark.parametrize("resize", ["pad", "stretch"])
+def test_preprocessing_is_the_pipelines(project, tmp_path, resize):
+    sources = image_files([project / "images"])
+    expected = pipeline_images(sources, tmp_path / resize, resize)
+    for path, packed in zip(sources, expected):
+        assert np.array_equal(preprocess(path, SIDE, resize), packed), path.name
+
+
+def test_probabilities_are_the_models_on_pipeline_images(project, tmp_path):
+    sources = image_files([project / "images"])
+    model = build_model("net1", len(CLASSES), SIDE)
+    model.load_state_dict(torch.load(project / "models/net1/best.pt", weights_only=True)["model"])
+    with torch.no_grad():
+        pixels = torch.from_numpy(pipeline_images(sources, tmp_path, "pad")).permute(0, 3, 1, 2)
+        expected = model.eval()(normalize(pixels)).softmax(1)
+
+    predictions = predict_files([project / "images"], "net1", project / "params.yaml", project / "processed", project / "models", top_k=3)
+
+    assert [p.path for p in predictions] == sources
+    for prediction, probabilities in zip(predictions, expected):
+        assert not prediction.error
+        names = [name for name, _ in prediction.top]
+        values = [p for _, p in prediction.top]
+        order = probabilities.argsort(descending=True)[:3]
+        assert names == [CLASSES[i] for i in order]
+        torch.testing.assert_close(torch.tensor(values), probabilities[order])
+        assert values == sorted(values, reverse=True) and sum(values) <= 1 + 1e-6
+
+
+def test_top_k_beyond_the_class_count_lists_every_class(project):
+    (prediction,) = predict_files([project / "images/a.png"], "net1", project / "params.yaml", project / "processed", project / "models", top_k=10)
+    assert sorted(name for name, _ in prediction.top) == sorted(CLASSES)
+    assert sum(p for _, p in prediction.top) == pytest.approx(1, abs=1e-5)
+
+
+def test_cli_prints_a_line_per_image_and_json(project):
+    expected = predict_files([project / "images"], "net1", project / "params.yaml", project / "processed", project / "models", top_k=2)
+
+    lines = run_cli(project, "--model", "net1", "--top-k", "2", "images")
+    assert lines.returncode == 0, lines.stderr
+    assert lines.stdout.splitlines() == [
+        f"{p.path.relative_to(project)}: {p.top[0][0]} {p.top[0][1]:.2f}, {p.top[1][0]} {p.top[1][1]:.2f}" for p in expected
+    ]
+    assert all(re.fullmatch(r"images/\S+: \w+ [01]\.\d\d, \w+ [01]\.\d\d", line) for line in lines.stdout.splitlines())
+
+    as_json = run_cli(project, "--model", "net1", "--top-k", "2", "--json", "images")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == [
+        {"path": str(p.path.relative_to(project)), "top": [{"class": c, "probability": v} for c, v in p.top]} for p in expected
+    ]
+
+
+def test_bad_files_are_named_and_the_others_still_predicted(project):
+    (project / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    result = run_cli(project, "--model", "net1", "broken.png", "images/a.png", "missing.jpg", "--json")
+    assert result.returncode == 1
+    entries = json.loads(result.stdout)
+    assert [e["path"] for e in entries] == ["broken.png", "images/a.png", "missing.jpg"]
+    assert "top" in entries[1] and "error" in entries[0] and "error" in entries[2]
+    errors = result.stderr.splitlines()
+    assert len(errors) == 3, result.stderr
+    assert errors[0].startswith("error: broken.png: ")
+    assert errors[1] == "error: missing.jpg: file not found"
+    assert errors[2] == "error: 2 of 3 files could not be read"
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        (lambda p: (p / "models/net1/best.pt").unlink(), ["--model", "net1", "images"],
+         "error: models/net1/best.pt: not found; run `dvc repro train@net1` first"),
+        (lambda p: None, ["--model", "net9", "images"], "error: models.net9: no such model; did you mean 'net1'?"),
+        (lambda p: (p / "empty").mkdir(), ["--model", "net1", "empty"],
+         "error: empty: no image files (.jpg, .jpeg, .png, .bmp, .webp) in this folder or below"),
+        (lambda p: None, ["--model", "net1", "--top-k", "0", "images"], "error: top_k: must be at least 1, got 0"),
+    ],
+    ids=["missing-checkpoint", "unknown-model", "empty-folder", "top-k-0"],
+)
+def test_unusable_input_is_one_line(project, setup, args, message):
+    setup(project)
+    result = run_cli(project, *args)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [message]
