@@ -246,7 +246,7 @@ def classify_images(coco: COCO, chosen: dict[str, int], crowd: Rule, other_categ
     return eligible, removed
 
 
-def require_eligible(eligible: Mapping[str, Sequence[object]], removed: Removed, what: str, remedy: str) -> None:
+def require_eligible(eligible: Mapping[str, Sequence[object]], removed: Mapping[str, Mapping[str, int]], what: str, remedy: str) -> None:
     """Refuse categories left without images, naming the rules that removed them."""
     empty = [name for name, ids in eligible.items() if not ids]
     if empty:
@@ -254,20 +254,38 @@ def require_eligible(eligible: Mapping[str, Sequence[object]], removed: Removed,
         raise ImgclsError(f"extract.categories: no {what} for {reasons}; {remedy}")
 
 
-def sample_per_category(per_category: dict[str, list[int]], limit: int | None, seed: int, removed: Removed) -> dict[str, list[int]]:
-    """Draw up to `limit` ids per category without replacement, reproducibly from `seed`."""
+def _proportional(sizes: Sequence[int], total: int) -> list[int]:
+    """`total` shared out in proportion to `sizes`, the largest remainders rounding up, so the shares add up to `total`."""
+    whole, rest = zip(*(divmod(total * size, sum(sizes)) for size in sizes))
+    up = sorted(range(len(sizes)), key=lambda i: -rest[i])[: total - sum(whole)]
+    return [count + (i in up) for i, count in enumerate(whole)]
+
+
+def sample_per_category(
+    ids: Mapping[str, Mapping[str, list[int]]], limit: int | None, seed: int, removed: Removed
+) -> dict[str, list[int]]:
+    """Draw up to `limit` ids per category, seeded, without replacement, from each given split in proportion to its size.
+
+    `ids` maps category -> given split -> ids; COCO and unsplit folders have one split (''), for
+    which this is a plain per-category draw. Proportional shares keep a pre-split dataset's
+    train/val ratio.
+    """
+    everything = {name: [i for split_ids in by_split.values() for i in split_ids] for name, by_split in ids.items()}
     if limit is None:
-        return per_category
+        return everything
     rng = np.random.default_rng(seed)
     sampled = {}
-    for name, ids in per_category.items():
-        if limit > len(ids):
+    for name, by_split in ids.items():
+        if limit > len(everything[name]):
             why = describe_removed(removed[name])
             raise ImgclsError(
-                f"extract.per_category: {limit} asked but category '{name}' has only {len(ids)} eligible images"
-                f"{f' ({why})' if why else ''}; lower per_category to at most {len(ids)} or set it to null for all"
+                f"extract.per_category: {limit} asked but category '{name}' has only {len(everything[name])} eligible images"
+                f"{f' ({why})' if why else ''}; lower per_category to at most {len(everything[name])} or set it to null for all"
             )
-        sampled[name] = sorted(int(i) for i in rng.choice(ids, size=limit, replace=False))
+        shares = _proportional([len(split_ids) for split_ids in by_split.values()], limit)
+        sampled[name] = sorted(
+            int(i) for split_ids, share in zip(by_split.values(), shares) for i in rng.choice(split_ids, size=share, replace=False)
+        )
     return sampled
 
 
@@ -287,7 +305,7 @@ def select(
         eligible, removed, "single-label images",
         "choose other categories, or set extract.crowd / extract.other_categories to ignore to keep such images",
     )
-    sampled = sample_per_category(eligible, per_category, seed, removed)
+    sampled = sample_per_category({name: {"": ids} for name, ids in eligible.items()}, per_category, seed, removed)
     resolved_root = images_dir.resolve()
     records = []
     for name, ids in sampled.items():

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from imgcls.atomic import atomic_dir
-from imgcls.coco import RULES, Selected, describe_removed
+from imgcls.coco import RULES, Selected, describe_removed, require_eligible
 from imgcls.download import RemoteImage, download_images
 from imgcls.errors import ImgclsError
 from imgcls.images import BadImageError, decode, fit_within, write_png
@@ -123,10 +123,11 @@ def selection_summary(selection: Sequence[Mapping[str, object]]) -> list[str]:
 
 def _check_left(selection: Sequence[Mapping[str, object]]) -> None:
     """Refuse to finish with a category that lost every image, naming the rules that removed them."""
-    empty = [row for row in selection if not row["kept"]]
-    if empty:
-        reasons = "; ".join(f"{row['category']!r} ({describe_removed(row)})" for row in empty)
-        raise ImgclsError(f"extract.categories: no usable images left for {reasons}; restore those files (extract.on_bad_image: fail lists them)")
+    require_eligible(
+        {str(row["category"]): range(int(row["kept"])) for row in selection},
+        {str(row["category"]): row for row in selection},
+        "usable images left", "restore those files (extract.on_bad_image: fail lists them)",
+    )
 
 
 def _check_bad(bad: Sequence[BadImage], total: int, on_bad_image: str, max_bad_fraction: float) -> None:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import difflib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from imgcls.coco import Removed, Selected, describe_removed, require_eligible, resolves_inside
+from imgcls.coco import Removed, Selected, require_eligible, resolves_inside, sample_per_category
 from imgcls.errors import ImgclsError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -90,40 +88,6 @@ def scan_folder(root: Path, categories: Sequence[str]) -> tuple[dict[str, dict[s
     return found, removed
 
 
-def _proportional(sizes: Sequence[int], total: int) -> list[int]:
-    """`total` shared out in proportion to `sizes`, the largest remainders rounding up, so the shares add up to `total`."""
-    whole, rest = zip(*(divmod(total * size, sum(sizes)) for size in sizes))
-    up = sorted(range(len(sizes)), key=lambda i: -rest[i])[: total - sum(whole)]
-    return [count + (i in up) for i, count in enumerate(whole)]
-
-
-def sample_within_splits(
-    ids: Mapping[str, Mapping[str, list[int]]], limit: int | None, seed: int, removed: Removed
-) -> dict[str, list[int]]:
-    """Draw up to `limit` ids per category, seeded, without replacement, from each given split in proportion to its size.
-
-    Proportional shares keep a pre-split dataset's train/val ratio; with one split per category
-    this is the same draw as `coco.sample_per_category`.
-    """
-    everything = {name: [i for split_ids in by_split.values() for i in split_ids] for name, by_split in ids.items()}
-    if limit is None:
-        return everything
-    rng = np.random.default_rng(seed)
-    sampled = {}
-    for name, by_split in ids.items():
-        if limit > len(everything[name]):
-            why = describe_removed(removed[name])
-            raise ImgclsError(
-                f"extract.per_category: {limit} asked but category '{name}' has only {len(everything[name])} eligible images"
-                f"{f' ({why})' if why else ''}; lower per_category to at most {len(everything[name])} or set it to null for all"
-            )
-        shares = _proportional([len(split_ids) for split_ids in by_split.values()], limit)
-        sampled[name] = sorted(
-            int(i) for split_ids, share in zip(by_split.values(), shares) for i in rng.choice(split_ids, size=share, replace=False)
-        )
-    return sampled
-
-
 def select_from_folder(
     root: Path, categories: Sequence[str], per_category: int | None, seed: int
 ) -> tuple[list[Selected], Removed, dict[int, str]]:
@@ -143,7 +107,7 @@ def select_from_folder(
                 image_id = len(paths) + 1
                 paths[image_id], split_of[image_id] = path, split
                 ids[name][split].append(image_id)
-    sampled = sample_within_splits(ids, per_category, seed, removed)
+    sampled = sample_per_category(ids, per_category, seed, removed)
     for name, chosen in sampled.items():
         removed[name]["not_sampled"] = sum(map(len, ids[name].values())) - len(chosen)
     records = [
