@@ -17,10 +17,15 @@ from imgcls.manifest import read_csv, write_csv
 from imgcls.splits import SPLITS, PackedSplit, save_split
 
 
-def _check_class_sizes(labels: np.ndarray, classes: Sequence[str], fractions: Sequence[float]) -> None:
-    needed = math.ceil(1 / min(f for f in fractions if f > 0))
+def _classes_below(labels: np.ndarray, classes: Sequence[str], shares: Sequence[float]) -> tuple[int, list[str]]:
+    """The images per class that put one in the smallest of `shares`, and "'x' has n" for each class with fewer."""
+    needed = math.ceil(1 / min(f for f in shares if f > 0))
     counts = Counter(labels.tolist())
-    small = [f"'{classes[c]}' has {counts.get(c, 0)}" for c in range(len(classes)) if counts.get(c, 0) < needed]
+    return needed, [f"'{classes[c]}' has {counts[c]}" for c in range(len(classes)) if counts[c] < needed]
+
+
+def _check_class_sizes(labels: np.ndarray, classes: Sequence[str], fractions: Sequence[float]) -> None:
+    needed, small = _classes_below(labels, classes, fractions)
     if small:
         raise ImgclsError(
             f"split.fractions: {list(fractions)} needs at least {needed} images per class to put one in every split, "
@@ -94,9 +99,7 @@ def _check_given_folders(labels: np.ndarray, given: np.ndarray, present: Sequenc
 
 def _draw_val(labels: np.ndarray, train: np.ndarray, classes: Sequence[str], val_share: float, seed: int) -> np.ndarray:
     """The given train images that become val, stratified by class."""
-    needed = math.ceil(1 / min(val_share, 1 - val_share))
-    counts = Counter(labels[train].tolist())
-    small = [f"'{classes[c]}' has {counts[c]}" for c in range(len(classes)) if counts[c] < needed]
+    needed, small = _classes_below(labels[train], classes, (val_share, 1 - val_share))
     if small:
         raise ImgclsError(
             f"split.fractions: drawing val from the given train/ ({val_share:.0%}, fractions[1] / (fractions[0] + fractions[1])) "
