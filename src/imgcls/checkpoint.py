@@ -78,15 +78,20 @@ def load_weights(model: nn.Module, path: Path, described: str) -> None:
     model.load_state_dict(weights)
 
 
-def state_dict_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> str:
-    """What keeps `found` from loading into a model whose state_dict is `expected`, or "" if nothing does."""
+def state_dict_differences(
+    expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]
+) -> tuple[list[str], list[str], list[str]]:
+    """The keys `found` lacks, the keys it has beyond `expected`, and the keys whose shapes differ."""
     missing = [key for key in expected if key not in found]
     unexpected = [key for key in found if key not in expected]
-    reshaped = [
-        f"{key} is {tuple(found[key].shape)}, not {tuple(value.shape)}"
-        for key, value in expected.items()
-        if key in found and found[key].shape != value.shape
-    ]
+    reshaped = [key for key, value in expected.items() if key in found and found[key].shape != value.shape]
+    return missing, unexpected, reshaped
+
+
+def state_dict_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> str:
+    """What keeps `found` from loading into a model whose state_dict is `expected`, or "" if nothing does."""
+    missing, unexpected, reshaped_keys = state_dict_differences(expected, found)
+    reshaped = [f"{key} is {tuple(found[key].shape)}, not {tuple(expected[key].shape)}" for key in reshaped_keys]
     problems = [
         f"{label} {_some(keys)}"
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("reshaped:", reshaped))

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from imgcls.checkpoint import state_dict_differences
 from imgcls.errors import ImgclsError
 
 FREEZE_MODES = ("none", "backbone", "last_block")
@@ -153,15 +154,13 @@ def _read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
 def _problems(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list[str]:
     """Why `state` does not fit `model`; empty when it loads completely."""
     expected = model.state_dict()
-    # Files saved before PyTorch 0.4.1 (torchvision's older .pth files) have no BatchNorm batch counters.
-    missing = [f"missing {k}" for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [f"unexpected {k}" for k in state if k not in expected]
-    reshaped = [
-        f"{k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
-        for k, v in state.items()
-        if k in expected and v.shape != expected[k].shape
-    ]
-    return missing + unexpected + reshaped
+    missing, unexpected, reshaped = state_dict_differences(expected, state)
+    return (
+        # Files saved before PyTorch 0.4.1 (torchvision's older .pth files) have no BatchNorm batch counters.
+        [f"missing {k}" for k in missing if not k.endswith("num_batches_tracked")]
+        + [f"unexpected {k}" for k in unexpected]
+        + [f"{k} has shape {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}" for k in reshaped]
+    )
 
 
 def _load(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
