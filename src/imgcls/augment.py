@@ -49,13 +49,12 @@ def oversample(
     class so every original is reused about equally often.
     """
     rng = np.random.default_rng(seed)
-    counts = np.bincount(train.labels)
-    goal = int(counts.max()) if target is None else target
+    counts = np.bincount(train.labels).tolist()
     new_images, new_labels, sources = [], [], []
-    for label, count in enumerate(counts):
+    for label, (count, size) in enumerate(zip(counts, sizes_after_oversampling(counts, target))):
         members = np.flatnonzero(train.labels == label)
-        missing = goal - count
-        if missing <= 0 or count == 0:
+        missing = size - count
+        if missing == 0:
             continue
         rounds = -(-missing // count)
         picks = np.concatenate([rng.permutation(members) for _ in range(rounds)])[:missing]
