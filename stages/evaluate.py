@@ -36,7 +36,7 @@ def main() -> None:
     device = select_device(settings.train.device)
     model = rebuild_trained(settings, len(classes), test.images.shape[1], args.checkpoint)
     model = model.to(device, memory_format=torch.channels_last)
-    y_pred = predict(model, to_device(test, device), settings.train.batch_size, device).argmax(1).cpu().numpy()
+    y_pred = predict(model, to_device(test, device).images, settings.train.batch_size, device).argmax(1).cpu().numpy()
 
     scores = classification_scores(test.labels, y_pred, classes)
     scores["params_total"], scores["params_trainable"] = count_parameters(model)

@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from imgcls.cli import stage_main
-from imgcls.data import normalize
 from imgcls.errors import ImgclsError
 from imgcls.folder import IMAGE_SUFFIXES
 from imgcls.images import BadImageError, decode, fit_within, to_rgb8, to_square
@@ -23,7 +22,7 @@ from imgcls.models import MODEL_NAMES
 from imgcls.params import ExtractParams, NormalizeParams, load_params, resolve_model
 from imgcls.rebuild import rebuild_trained
 from imgcls.splits import read_classes
-from imgcls.training import autocast, select_device
+from imgcls.training import predict, select_device
 
 
 @dataclass(frozen=True)
@@ -58,14 +57,11 @@ def preprocess(path: Path, side: int, resize: Literal["pad", "stretch"]) -> np.n
     return to_square(to_rgb8(fit_within(pixels, side)), side, resize)
 
 
-@torch.no_grad()
 def class_probabilities(model: nn.Module, images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Softmax over the classes for (N, H, W, 3) uint8 RGB images, the model run as `training.predict` runs it."""
+    """Softmax over the classes for (N, H, W, 3) uint8 RGB images, the model run as evaluation runs it."""
     # NHWC permuted to NCHW is channels_last, as the model is.
     batch = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(device)
-    with autocast(device):
-        logits = model(normalize(batch)).float()
-    return logits.softmax(1).cpu()
+    return predict(model, batch, len(batch), device).softmax(1).cpu()
 
 
 def _read(path: Path, side: int, resize: Literal["pad", "stretch"]) -> np.ndarray | str:
@@ -144,14 +140,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     """The `imgcls` command; bad input ends in one line on stderr and exit code 1."""
     parser = argparse.ArgumentParser(prog="imgcls", description="imgcls: use the models the pipeline trained.")
     commands = parser.add_subparsers(dest="command", required=True)
-    predict = commands.add_parser("predict", help="top-k classes for new images", description=__doc__)
-    predict.add_argument("--model", required=True, help="a key of params.yaml's models: (its best.pt is used)")
-    predict.add_argument("images", nargs="+", type=Path, help="image files, or folders searched recursively")
-    predict.add_argument("--params", type=Path, default=Path("params.yaml"), help="the params file the model was trained with")
-    predict.add_argument("--processed", type=Path, default=Path("data/processed"), help="the split stage's folder (classes.json)")
-    predict.add_argument("--models-dir", type=Path, default=Path("data/models"), help="the train stages' folder (<model>/best.pt)")
-    predict.add_argument("--top-k", type=int, default=3, help="classes shown per image")
-    predict.add_argument("--json", action="store_true", help="print a JSON list instead of one line per image")
+    command = commands.add_parser("predict", help="top-k classes for new images", description=__doc__)
+    command.add_argument("--model", required=True, help="a key of params.yaml's models: (its best.pt is used)")
+    command.add_argument("images", nargs="+", type=Path, help="image files, or folders searched recursively")
+    command.add_argument("--params", type=Path, default=Path("params.yaml"), help="the params file the model was trained with")
+    command.add_argument("--processed", type=Path, default=Path("data/processed"), help="the split stage's folder (classes.json)")
+    command.add_argument("--models-dir", type=Path, default=Path("data/models"), help="the train stages' folder (<model>/best.pt)")
+    command.add_argument("--top-k", type=int, default=3, help="classes shown per image")
+    command.add_argument("--json", action="store_true", help="print a JSON list instead of one line per image")
     args = parser.parse_args(argv)
     stage_main(lambda: _run(args))
 

@@ -143,15 +143,15 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: DeviceSplit, batch_size: int, device: torch.device) -> torch.Tensor:
-    """Logits for every sample, in order."""
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+    """Logits for every image of a uint8 (N, 3, H, W) batch on `device`, in order."""
     model.eval()
     outputs = []
-    for index in batch_indices(len(data), batch_size, None):
+    for index in batch_indices(len(images), batch_size, None):
         index = index.to(device)
-        images = normalize(data.images[index])
+        batch = normalize(images[index])
         with autocast(device):
-            outputs.append(model(images).float())
+            outputs.append(model(batch).float())
     return torch.cat(outputs)
 
 
@@ -207,7 +207,7 @@ def recalibrate_batchnorm(model: nn.Module, data: DeviceSplit, batch_size: int, 
 
 
 def evaluate(model: nn.Module, data: DeviceSplit, criterion: nn.Module, batch_size: int, device: torch.device) -> EpochRecord:
-    logits = predict(model, data, batch_size, device)
+    logits = predict(model, data.images, batch_size, device)
     predicted = logits.argmax(1)
     num_classes = logits.shape[1]
     return {
