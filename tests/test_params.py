@@ -1,3 +1,4 @@
+import difflib
 import typing
 from collections.abc import Iterator
 
@@ -85,3 +86,24 @@ def test_the_old_size_key_points_to_its_new_name(tmp_path):
     path.write_text(yaml.safe_dump({"extract": {**EXTRACT, "size": 32}}))
     with pytest.raises(ImgclsError, match=r"extract\.size: renamed to extract\.side_px"):
         load_params(path, "extract")
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("train.lr=0.0001", ["-  lr: 0.001", "+  lr: 0.0001"]),
+        ("augment.scale=[0.8,1.2]", ["-  - 0.9", "-  - 1.1", "+  - 0.8", "+  - 1.2"]),
+        ("split.per_class=[10,2]", ["+  - 10", "+  - 2"]),
+    ],
+)
+def test_dvc_exp_run_set_param_changes_only_the_lines_it_sets(tmp_path, override, expected):
+    """`dvc exp run -S` rewrites params.yaml through ruamel; a reviewer's diff must show the change, not a reformat."""
+    from dvc.utils.hydra import apply_overrides
+
+    shipped = (REPO / "params.yaml").read_text().splitlines()
+    path = tmp_path / "params.yaml"
+    path.write_text("\n".join(shipped) + "\n")
+    apply_overrides(path, [override])
+    diff = difflib.unified_diff(shipped, path.read_text().splitlines(), lineterm="", n=0)
+    changed = [line.split("#")[0].rstrip() for line in diff if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert changed == expected
