@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 LOCK_TOOL := /tmp/imgcls-lock-tool
 
-.PHONY: run test install lock clean
+.PHONY: run test install lock clean plots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ lock:
 		--universal --python-version 3.11 --generate-hashes --custom-compile-command 'make lock' \
 		$(addprefix --constraint ,$(wildcard /etc/xdg/pip/constraints.txt)) --output-file $(LOCK)
 	rm -rf $(LOCK_TOOL)
+
+# dvc's own plots page loads Vega from a CDN and stays blank offline; this template carries it inline.
+PLOTS_TEMPLATE := data/plots_page.html
+
+plots: $(STAMP)
+	$(BIN)/python -m imgcls.plots_page $(PLOTS_TEMPLATE)
+	$(BIN)/dvc plots show --html-template $(PLOTS_TEMPLATE) -o dvc_plots
 
 clean:
 	rm -rf $(VENV)

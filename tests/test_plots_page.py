@@ -1,0 +1,75 @@
+"""The offline plots page: Vega inline, nothing loaded from a URL, and DVC fills it for show and diff."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import vl_convert
+
+from conftest import tool_env
+from imgcls.plots_page import main, page_template
+
+EXTERNAL_SCRIPT = re.compile(r"<script\b[^>]*\bsrc\s*=", re.IGNORECASE)
+
+
+def assert_vega_inline(page: str) -> None:
+    assert not EXTERNAL_SCRIPT.search(page), "the page loads a script from elsewhere"
+    assert f'"{vl_convert.get_vega_version()}"' in page  # vega's own version constant
+    assert "window.vegaEmbed=" in page and "window.vegaLite=" in page
+
+
+def test_template_has_dvc_placeholders_and_vega_inline() -> None:
+    page = page_template()
+    assert "{plot_divs}" in page and "{refresh_tag}" in page
+    assert "{scripts}" not in page  # where dvc_render puts its CDN <script src> tags
+    assert_vega_inline(page)
+
+
+def test_main_writes_the_template(tmp_path: Path) -> None:
+    target = tmp_path / "new" / "page.html"
+    main([str(target)])
+    assert target.read_text(encoding="utf-8") == page_template()
+    assert [p.name for p in target.parent.iterdir()] == ["page.html"]  # no temporary left beside it
+
+
+@pytest.fixture
+def plots_repo(tmp_path: Path) -> Path:
+    """A git + DVC repository with one top-level CSV plot, committed once and then changed in the workspace."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "dvc.yaml").write_text("plots:\n  - acc.csv:\n      x: step\n      y: acc\n")
+    (root / "acc.csv").write_text("step,acc\n0,0.111\n1,0.222\n")
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "plots"]):
+        subprocess.run(command, cwd=root, env=tool_env(), check=True, capture_output=True, timeout=120)
+    (root / "acc.csv").write_text("step,acc\n0,0.333\n1,0.444\n")
+    subprocess.run([sys.executable, "-m", "imgcls.plots_page", "page.html"], cwd=root, env=tool_env(), check=True, timeout=120)
+    return root
+
+
+def dvc_plots(root: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["dvc", "plots", *args, "--html-template", "page.html", "-o", "out"],
+        cwd=root, env=tool_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return (root / "out" / "index.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.e2e
+def test_dvc_plots_show_fills_the_offline_page(plots_repo: Path) -> None:
+    page = dvc_plots(plots_repo, "show")
+    assert_vega_inline(page)
+    assert "vegaEmbed('#" in page  # DVC's per-plot script, which needs the inline vegaEmbed
+    assert "0.333" in page and "0.444" in page
+    assert "{plot_divs}" not in page
+
+
+@pytest.mark.e2e
+def test_dvc_plots_diff_fills_the_offline_page(plots_repo: Path) -> None:
+    page = dvc_plots(plots_repo, "diff", "HEAD")
+    assert_vega_inline(page)
+    assert all(value in page for value in ("0.111", "0.222", "0.333", "0.444"))  # HEAD's and the workspace's points
