@@ -1,26 +1,43 @@
-"""Training images/s: the course-notebook data path against the project's in-memory one.
+"""Training images/s: the project's in-memory data path against the model step alone, and against the course notebook.
 
-(a) baseline: one PNG per image on disk, a Dataset that opens each with PIL and runs
-torchvision's RandomCrop(64, padding=2), RandomHorizontalFlip, ToTensor and Normalize
-per image, a DataLoader(batch_size=64, shuffle=True, num_workers=2) and a float32
-model in default memory format.
-(b) project: the same images as one uint8 array in memory, batches cropped, flipped and
-normalised as tensor ops by `imgcls.training.train_one_epoch`, the model channels_last.
+project: `imgcls.training.train_one_epoch`, the train stage's loop, on the images held as one
+uint8 tensor in channels_last memory: a chunk of batches (about 2**19 pixels) gathered, cropped
+and flipped by one index_select, then normalised (`imgcls.data`); the model channels_last, Adam
+(lr 1e-3), batch 64, crop padding 2, flips on.
+ceiling: the same model, batch size, memory format, optimizer and initial weights taking
+forward, backward and Adam steps alone on the very batches the project's epoch trains on,
+normalised beforehand by the project's own data functions (net1, without dropout, ends with
+the project's weights bit for bit): the speed no data path can pass.
 
-Both train net1 with Adam (lr 1e-3) from the same initial weights on the same images,
-after an 8-batch warm-up, their epochs alternating; each figure is all timed images
-over all timed seconds. Also printed: the model step alone on a ready batch, the
-ceiling no data path can pass. The last line is the project's speed over the baseline's.
+For each case (net1 and cnn at 64 and 32 px unless --models/--sizes pick others) the two
+alternate epoch by epoch, `--pairs` pairs of equal epochs, so a burst of load from another
+process slows both alike. Printed per case: each path's images/s (all images over all
+seconds) and its ceiling share, project images/s over ceiling images/s: the median over the
+pairs of each pair's own ratio (the spread of the pairs beside it), since on a shared machine
+a pair that a burst hit only half of says nothing. Then one more project epoch under
+torch.profiler, broken down per batch into `train_one_epoch`'s ranges (index draw, crop/flip
+gather, rotation, normalise, forward, backward, optimizer, bookkeeping; "other" is the
+loop and progress bar, and profiling itself adds a few us per op to the profiled total).
 
-    python benchmarks/train_throughput.py [--images 4096] [--epochs 2]
+Last, the notebook baseline on the first case: one PNG per image on disk, a
+Dataset that opens each with PIL and runs torchvision's RandomCrop(padding=2),
+RandomHorizontalFlip, ToTensor and Normalize per image, a DataLoader(batch_size=64,
+shuffle=True, num_workers=2) and a float32 model in default memory format, its epochs
+alternating with the project's after a warm-up. The last two lines are `ratio:`, the
+project's speed over the baseline's, and `ceiling share:`, the lowest over the cases.
+
+    python benchmarks/train_throughput.py [--models net1 cnn] [--sizes 64 32] [--pairs N] [--images 4096] [--epochs 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
+import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,33 +47,142 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 
-from imgcls.data import MEAN, STD, DeviceSplit, normalize, to_device
-from imgcls.models import build_model
+from imgcls import CPU_KERNELS
+from imgcls.data import MEAN, STD, DeviceSplit, normalize, random_crop_flip, to_device, training_batches
+from imgcls.models import MODEL_NAMES, build_model
 from imgcls.params import TrainParams
 from imgcls.splits import PackedSplit
 from imgcls.training import epoch_generator, train_one_epoch
 
 from scratch import scratch_dir  # benchmarks/ is on sys.path when a script there runs
 
-SIZE = 64
 CLASSES = 10
 BATCH = 64
+TRAIN = TrainParams(batch_size=BATCH, crop_padding=2, hflip=True)
 # Enough batches to build the kernels' caches and start the workers once; a full epoch would only cost time.
-WARMUP_IMAGES = 8 * BATCH
+WARMUP_BATCHES = 8
+# (batches per epoch, pairs of epochs) for each model: about half a second of net1 and one and a half of cnn
+# at 64 px on 2 cores. Short epochs make many pairs, and a median over many pairs shrugs off bursts of load.
+PAIRING = {"net1": (16, 31), "cnn": (2, 15)}
+OTHER_PAIRING = (8, 9)
+PHASES = ("index draw", "crop/flip gather", "rotation", "normalise", "forward", "backward", "optimizer", "bookkeeping")
 
 
-def make_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(count, SIZE, SIZE, 3) uint8 RGB and (count,) int64 labels: a per-class colour ramp under noise.
+@dataclass(frozen=True)
+class Case:
+    """One row of the comparison: what the project trained against its ceiling, and how each batch's time split."""
+
+    model: str
+    size: int
+    project_per_s: float
+    ceiling_per_s: float
+    shares: list[float]
+    breakdown_ms: dict[str, float]
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}@{self.size}"
+
+    @property
+    def share(self) -> float:
+        return statistics.median(self.shares)
+
+
+def make_images(count: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(count, size, size, 3) uint8 RGB and (count,) int64 labels: a per-class colour ramp under noise.
 
     Structured rather than pure noise so PNG compression, and so decoding, costs what it does on real images.
     """
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, CLASSES, count)
-    ramp = np.linspace(0, 1, SIZE, dtype=np.float32)
+    ramp = np.linspace(0, 1, size, dtype=np.float32)
     colours = rng.uniform(40, 215, (CLASSES, 3)).astype(np.float32)
     base = colours[labels][:, None, None, :] * (0.6 + 0.4 * ramp[None, :, None, None] * ramp[None, None, :, None])
-    noise = rng.normal(0, 12, (count, SIZE, SIZE, 3)).astype(np.float32)
+    noise = rng.normal(0, 12, (count, size, size, 3)).astype(np.float32)
     return np.clip(base + noise, 0, 255).astype(np.uint8), labels.astype(np.int64)
+
+
+def in_memory(images: np.ndarray, labels: np.ndarray) -> DeviceSplit:
+    return to_device(PackedSplit(images, labels, np.arange(len(labels))), torch.device("cpu"))
+
+
+def fresh_model(name: str, size: int, channels_last: bool = True) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """Identical initial weights for every path; channels_last as the train stage puts them."""
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=CLASSES, image_size=size)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def project_epoch(model: nn.Module, data: DeviceSplit, optimizer: torch.optim.Optimizer, epoch: int) -> float:
+    """Seconds of one `train_one_epoch`, the train stage's own loop."""
+    return train_one_epoch(model, data, optimizer, nn.CrossEntropyLoss(), TRAIN, epoch_generator(0, epoch), torch.device("cpu"))["seconds"]
+
+
+def ready_batches(data: DeviceSplit, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The very batches `project_epoch(..., epoch)` trains on, normalised ahead of time for the ceiling.
+
+    Drawn by the project's own functions from the same generator, so both models see the same data and
+    anything that depends on the values (a loss near zero, denormals) slows both alike.
+    """
+    generator = epoch_generator(0, epoch)
+    batches = training_batches(len(data), BATCH, generator)
+    return [(normalize(random_crop_flip(data.images[index], TRAIN.crop_padding, TRAIN.hflip, generator)), data.labels[index]) for index in batches]
+
+
+def ceiling_epoch(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], optimizer: torch.optim.Optimizer) -> float:
+    """Seconds of forward, backward and Adam steps on ready batches: no data path at all."""
+    model.train()
+    criterion = nn.CrossEntropyLoss()
+    start = time.perf_counter()
+    for images, labels in batches:
+        optimizer.zero_grad(set_to_none=True)
+        criterion(model(images), labels).backward()
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+def profiled_breakdown(model: nn.Module, data: DeviceSplit, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """Milliseconds per batch in each of `train_one_epoch`'s profiler ranges over one epoch, plus "other" and "total"."""
+    batches = len(data) // BATCH
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        seconds = project_epoch(model, data, optimizer, epoch=0)
+    inclusive_us = {event.key: event.cpu_time_total for event in profile.key_averages() if event.key in PHASES}
+    breakdown = {phase: inclusive_us.get(phase, 0.0) / 1000 / batches for phase in PHASES}
+    total = seconds * 1000 / batches
+    return breakdown | {"other": total - sum(breakdown.values()), "total": total}
+
+
+def measure_case(name: str, size: int, pairs: int | None) -> Case:
+    """The project against its ceiling on one model and image size, epochs alternating, then one profiled epoch."""
+    batches, default_pairs = PAIRING.get(name, OTHER_PAIRING)
+    pairs = pairs or default_pairs
+    data = in_memory(*make_images(batches * BATCH, size, seed=0))
+    project, project_optimizer = fresh_model(name, size)
+    ceiling, ceiling_optimizer = fresh_model(name, size)
+    warmup = DeviceSplit(data.images[: 2 * BATCH], data.labels[: 2 * BATCH])
+    project_epoch(project, warmup, project_optimizer, epoch=0)
+    ceiling_epoch(ceiling, ready_batches(warmup, epoch=0), ceiling_optimizer)
+    project_seconds, ceiling_seconds = [], []
+    for epoch in range(1, pairs + 1):
+        ready = ready_batches(data, epoch)
+        # Each path goes first in every other pair, so load that rises or falls within a pair favours neither.
+        if epoch % 2:
+            project_seconds.append(project_epoch(project, data, project_optimizer, epoch))
+        ceiling_seconds.append(ceiling_epoch(ceiling, ready, ceiling_optimizer))
+        if not epoch % 2:
+            project_seconds.append(project_epoch(project, data, project_optimizer, epoch))
+    breakdown = profiled_breakdown(project, data, project_optimizer)
+    steps = pairs * batches
+    breakdown |= {"project, timed": sum(project_seconds) * 1000 / steps, "model step alone, timed": sum(ceiling_seconds) * 1000 / steps}
+    return Case(
+        name, size,
+        project_per_s=len(data) * pairs / sum(project_seconds),
+        ceiling_per_s=len(data) * pairs / sum(ceiling_seconds),
+        shares=[c / p for p, c in zip(project_seconds, ceiling_seconds)],
+        breakdown_ms=breakdown,
+    )
 
 
 class PngFolder(Dataset):
@@ -73,12 +199,6 @@ class PngFolder(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         with Image.open(self.paths[index]) as image:
             return self.transform(image.convert("RGB")), self.labels[index]
-
-
-def fresh_model() -> tuple[nn.Module, torch.optim.Optimizer]:
-    torch.manual_seed(0)  # identical initial weights for every path
-    model = build_model("net1", num_classes=CLASSES, image_size=SIZE)
-    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 
 
 def baseline_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, criterion: nn.Module) -> float:
@@ -101,7 +221,7 @@ def notebook_loader(images: np.ndarray, labels: np.ndarray, folder: Path) -> Dat
         Image.fromarray(pixels).save(path)
         paths.append(path)
     transform = transforms.Compose([
-        transforms.RandomCrop(SIZE, padding=2),
+        transforms.RandomCrop(images.shape[1], padding=2),
         transforms.RandomHorizontalFlip(),
         transforms.ToTensor(),
         transforms.Normalize(MEAN, STD),
@@ -109,75 +229,76 @@ def notebook_loader(images: np.ndarray, labels: np.ndarray, folder: Path) -> Dat
     return DataLoader(PngFolder(paths, labels, transform), batch_size=BATCH, shuffle=True, num_workers=2)
 
 
-def compare(images: np.ndarray, labels: np.ndarray, folder: Path, epochs: int) -> tuple[float, float]:
-    """(baseline, project) images/s over `epochs` full epochs each.
-
-    The two paths' epochs alternate, so a burst of load from another process slows both alike.
-    """
+def compare_baseline(name: str, size: int, count: int, folder: Path, epochs: int) -> tuple[float, float]:
+    """(baseline, project) images/s over `epochs` full epochs each, the two paths' epochs alternating."""
+    images, labels = make_images(count, size, seed=0)
     loader = notebook_loader(images, labels, folder)
-    warmup_loader = DataLoader(Subset(loader.dataset, range(WARMUP_IMAGES)), batch_size=BATCH, shuffle=True, num_workers=2)
-    baseline_model, baseline_optimizer = fresh_model()
-
-    device = torch.device("cpu")
-    data = to_device(PackedSplit(images, labels, np.arange(len(labels))), device)
-    warmup_data = DeviceSplit(data.images[:WARMUP_IMAGES], data.labels[:WARMUP_IMAGES])
-    train = TrainParams(batch_size=BATCH, crop_padding=2, hflip=True, epochs=epochs)
-    model, optimizer = fresh_model()
-    model = model.to(device, memory_format=torch.channels_last)  # as the train stage does
+    warmup_loader = DataLoader(Subset(loader.dataset, range(WARMUP_BATCHES * BATCH)), batch_size=BATCH, shuffle=True, num_workers=2)
+    baseline, baseline_optimizer = fresh_model(name, size, channels_last=False)
+    data = in_memory(images, labels)
+    warmup = DeviceSplit(data.images[: WARMUP_BATCHES * BATCH], data.labels[: WARMUP_BATCHES * BATCH])
+    project, project_optimizer = fresh_model(name, size)
 
     criterion = nn.CrossEntropyLoss()
-    baseline_epoch(baseline_model, warmup_loader, baseline_optimizer, criterion)
-    train_one_epoch(model, warmup_data, optimizer, criterion, train, epoch_generator(0, 0), device)
+    baseline_epoch(baseline, warmup_loader, baseline_optimizer, criterion)
+    project_epoch(project, warmup, project_optimizer, epoch=0)
     baseline_seconds = project_seconds = 0.0
     for epoch in range(1, epochs + 1):
-        baseline_seconds += baseline_epoch(baseline_model, loader, baseline_optimizer, criterion)
-        project_seconds += train_one_epoch(model, data, optimizer, criterion, train, epoch_generator(0, epoch), device)["seconds"]
-    return len(data) * epochs / baseline_seconds, len(data) * epochs / project_seconds
+        baseline_seconds += baseline_epoch(baseline, loader, baseline_optimizer, criterion)
+        project_seconds += project_epoch(project, data, project_optimizer, epoch)
+    return count * epochs / baseline_seconds, count * epochs / project_seconds
 
 
-def model_step_ceiling(images: np.ndarray, labels: np.ndarray, steps: int = 20, rounds: int = 3) -> float:
-    """Images/s of forward, backward and Adam alone on one ready channels_last batch: no data path can beat it.
+def print_breakdown(cases: list[Case]) -> None:
+    rows = [*PHASES, "other", "total", "project, timed", "model step alone, timed"]
+    width = max(map(len, rows)) + 2
+    print(f"\nper batch, ms ({', '.join(PHASES[:4])}: the data path; one profiled project epoch, then the timed epochs' means)")
+    print(" " * width + "".join(f"{case.name:>11}" for case in cases))
+    for row in rows:
+        print(f"{row:<{width}}" + "".join(f"{case.breakdown_ms[row]:>11.3f}" for case in cases))
+    print()
 
-    The best of `rounds`, since a ceiling measured during a burst of load from elsewhere would be no ceiling.
-    """
-    model, optimizer = fresh_model()
-    model = model.to(memory_format=torch.channels_last)
-    criterion = nn.CrossEntropyLoss()
-    batch = normalize(torch.from_numpy(images[:BATCH]).permute(0, 3, 1, 2))
-    targets = torch.from_numpy(labels[:BATCH])
 
-    def step() -> None:
-        optimizer.zero_grad()
-        criterion(model(batch), targets).backward()
-        optimizer.step()
-
-    for _ in range(3):
-        step()
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        best = min(best, time.perf_counter() - start)
-    return steps * BATCH / best
+def print_load(when: str) -> None:
+    """Other processes' load skews every figure here, the data path's many short parallel ops the most: say how much there was."""
+    print(f"load average {when}: " + " ".join(f"{load:.2f}" for load in os.getloadavg()) + " (1, 5, 15 min)", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=4096, help="training images, 64x64 RGB in 10 classes")
-    parser.add_argument("--epochs", type=int, default=2, help="timed full epochs per path")
+    parser.add_argument("--models", nargs="+", default=["net1", "cnn"], choices=MODEL_NAMES, metavar="MODEL", help="models to measure")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[64, 32], help="image sides in px")
+    parser.add_argument("--pairs", type=int, help="project/ceiling epoch pairs per case (default: 31 for net1, 15 for cnn)")
+    parser.add_argument("--images", type=int, default=4096, help="images for the baseline comparison (first model, first size)")
+    parser.add_argument("--epochs", type=int, default=2, help="timed full epochs per path in the baseline comparison")
     args = parser.parse_args()
-    if args.images < WARMUP_IMAGES:
-        parser.error(f"--images must be at least {WARMUP_IMAGES} (the warm-up's share), got {args.images}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
-    print(f"{args.images} images 64x64, batch {BATCH}, net1, Adam lr 1e-3, {args.epochs} timed epochs per path")
-    images, labels = make_images(args.images, seed=0)
+    if args.images < WARMUP_BATCHES * BATCH:
+        parser.error(f"--images must be at least {WARMUP_BATCHES * BATCH} (the warm-up's share), got {args.images}")
+    if args.pairs is not None and args.pairs < 1:
+        parser.error(f"--pairs must be at least 1, got {args.pairs}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, kernels {CPU_KERNELS}")
+    print(f"batch {BATCH}, Adam lr 1e-3, crop padding 2, flips")
+    print_load("at the start")
+    cases = []
+    for name, size in itertools.product(args.models, args.sizes):
+        case = measure_case(name, size, args.pairs)
+        spread = f"{min(case.shares):.2f}..{max(case.shares):.2f}"
+        print(
+            f"{case.name}: project images/s {case.project_per_s:.0f}, model step alone images/s {case.ceiling_per_s:.0f}, "
+            f"ceiling share {case.share:.3f} ({len(case.shares)} pairs: {spread})",
+            flush=True,
+        )
+        cases.append(case)
+    print_breakdown(cases)
+
+    name, size = args.models[0], args.sizes[0]
     with tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp:
-        a, b = compare(images, labels, Path(tmp), args.epochs)
-    print(f"baseline images/s: {a:.0f}")
-    print(f"project images/s: {b:.0f}")
-    print(f"model step alone images/s: {model_step_ceiling(images, labels):.0f}")
-    print(f"ratio: {b / a:.2f}")
+        baseline, project = compare_baseline(name, size, args.images, Path(tmp), args.epochs)
+    print(f"baseline images/s ({name}@{size}, {args.images} images, {args.epochs} timed epochs per path): {baseline:.0f}")
+    print(f"project images/s: {project:.0f}")
+    print_load("at the end")
+    print(f"ratio: {project / baseline:.2f}")
+    print(f"ceiling share: {min(case.share for case in cases):.2f}")
 
 
 if __name__ == "__main__":

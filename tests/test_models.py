@@ -16,7 +16,9 @@ from imgcls.models import (
     build_model,
     conv_layers,
     count_parameters,
+    frozen_batchnorm,
     head_parameters,
+    probe_head,
     unfreeze_all,
 )
 from imgcls.models.classic import SelfAttention, _activate_and_pool
@@ -99,6 +101,7 @@ def test_unknown_model_lists_valid_names() -> None:
         ("resnet18", {"dropout": 0.2}, r"option 'dropout'; it accepts: pretrained, weights_path, freeze, head_hidden"),
         ("cnn", {"freeze": "backbone"}, r"option 'freeze'.*applies only to torchvision models: efficientnet_b0"),
         ("mish_cnn", {"unfreeze_at_epoch": 3}, r"option 'unfreeze_at_epoch'"),
+        ("cnn", {"probe": True}, r"option 'probe'.*applies only to torchvision models"),
     ],
 )
 def test_unsupported_option_names_it_and_the_accepted_ones(name: str, options: dict, pattern: str) -> None:
@@ -115,6 +118,9 @@ def test_unsupported_option_names_it_and_the_accepted_ones(name: str, options: d
         ("resnet18", {"head_hidden": 0}, r"head_hidden 0 is not a layer width"),
         ("resnet18", {"pretrained": "yes"}, r"pretrained 'yes' is not a boolean"),
         ("resnet18", {"pretrained": True, "weights_path": "w.pth"}, r"pretrained and weights_path 'w.pth' were both given"),
+        ("resnet18", {"probe": "yes", "freeze": "backbone"}, r"probe 'yes' is not a boolean"),
+        ("resnet18", {"probe": True}, r"probe .* needs freeze 'backbone', not 'none'"),
+        ("mobilenet_v2", {"probe": True, "freeze": "last_block"}, r"probe .* needs freeze 'backbone', not 'last_block'"),
     ],
 )
 def test_bad_option_values_are_user_errors(name: str, options: dict, pattern: str) -> None:
@@ -159,6 +165,35 @@ def test_backbone_freeze_leaves_only_the_head_trainable() -> None:
     total, trainable = count_parameters(model)
     assert trainable == 512 * 3 + 3
     assert total == 11_176_512 + trainable
+
+
+@pytest.mark.parametrize("freeze", ["backbone", "last_block"])
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "efficientnet_b0"])
+def test_frozen_batchnorm_layers_stay_in_eval_mode_until_unfrozen(name: str, freeze: str) -> None:
+    model = build_model(name, 3, 32, freeze=freeze)
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    trains = {n for n in layers if f"{n}.".startswith(LAST_BLOCK[name])} if freeze == "last_block" else set()
+    for mode in (True, False, True):
+        model.train(mode)
+        assert {n for n, m in layers.items() if m.training} == (trains if mode else set())
+    assert {n for n, m in layers.items() if frozen_batchnorm(m)} == layers.keys() - trains
+    unfreeze_all(model)
+    assert all(m.training and not frozen_batchnorm(m) for m in layers.values()), "unfrozen, they follow the model's mode"
+
+
+@pytest.mark.parametrize("name", sorted(HEAD))
+def test_probe_puts_l2_normalisation_in_front_of_the_head(name: str) -> None:
+    assert probe_head(build_model(name, 3, 32, freeze="backbone")) is None
+    model = build_model(name, 3, 32, freeze="backbone", probe=True).eval()
+    head = probe_head(model)
+    inputs = {}
+    getattr(model, HEAD[name][:-1]).register_forward_pre_hook(lambda module, args: inputs.setdefault("features", args[0]))
+    head.register_forward_pre_hook(lambda module, args: inputs.setdefault("head", args[0]))
+    with torch.no_grad():
+        logits = model(torch.randn(2, 3, 32, 32))
+    torch.testing.assert_close(inputs["head"], nn.functional.normalize(inputs["features"], dim=1))
+    assert logits.shape == (2, 3)
+    assert head_parameters(model) == list(head.parameters()) == [p for p in model.parameters() if p.requires_grad]
 
 
 def test_weights_path_round_trips_a_project_state_dict(tmp_path) -> None:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import Killed, die_after_first_epoch
 from imgcls.checkpoint import code_digest, load_checkpoint, run_fingerprint, save_checkpoint
 from imgcls.data import DeviceSplit, batch_indices, random_crop_flip, training_batches
 from imgcls.models import build_model
@@ -50,15 +51,8 @@ def test_same_settings_give_bit_identical_runs(tmp_path):
 def test_killed_run_resumes_from_last_pt_to_the_same_result(tmp_path, arch):
     reference, reference_model = run(tmp_path / "whole", arch=arch)
 
-    class Killed(Exception):
-        pass
-
-    def die_after_first(epoch, record):
-        if epoch == 1:
-            raise Killed
-
     with pytest.raises(Killed):
-        run(tmp_path / "resumed", arch=arch, on_epoch=die_after_first)
+        run(tmp_path / "resumed", arch=arch, on_epoch=die_after_first_epoch)
     assert load_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 1
     logged = []
     resumed, resumed_model = run(tmp_path / "resumed", arch=arch, on_epoch=lambda e, r: logged.append(e))

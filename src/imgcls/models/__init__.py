@@ -1,10 +1,10 @@
-"""Models by name: `build_model`, plus the helpers stages need to inspect and unfreeze them."""
+"""Models by name: `build_model`, plus the helpers stages and the trainer need to inspect, probe and unfreeze them."""
 
 from __future__ import annotations
 
 from torch import nn
 
-from imgcls.models.pretrained import TORCHVISION_MODELS, head_parameters, unfreeze_all
+from imgcls.models.pretrained import TORCHVISION_MODELS, frozen_batchnorm, head_parameters, probe_head, unfreeze_all
 from imgcls.models.registry import MODEL_NAMES, build_model
 
 __all__ = [
@@ -13,7 +13,9 @@ __all__ = [
     "build_model",
     "conv_layers",
     "count_parameters",
+    "frozen_batchnorm",
     "head_parameters",
+    "probe_head",
     "unfreeze_all",
 ]
 

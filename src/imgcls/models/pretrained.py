@@ -1,12 +1,15 @@
 """Torchvision ImageNet networks with a new classification head, optional weights and frozen layers.
 
-Freezing only sets `requires_grad=False`: BatchNorm layers in frozen parts still
-update their running statistics in `train()` mode.
+A frozen part keeps its BatchNorm statistics as well as its weights: its BatchNorm layers
+stay in eval mode under `train()` until `unfreeze_all`. With `probe` the head reads
+L2-normalised features, so a frozen backbone's features can be computed once and the
+head trained on them alone (a linear probe).
 """
 
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -50,6 +53,37 @@ class ClassifierHead(nn.Sequential):
             )
 
 
+class L2Normalize(nn.Module):
+    """Scale each (N, D) feature vector to unit length."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(features, dim=1)
+
+
+class ProbeHead(nn.Sequential):
+    """A linear probe's head: L2 normalisation, then the `classifier` the probe trains on cached normalised features.
+
+    The normalisation is part of the model, so evaluating on images computes what the head saw in training.
+    """
+
+    def __init__(self, classifier: ClassifierHead) -> None:
+        super().__init__(OrderedDict(normalize=L2Normalize(), classifier=classifier))
+
+
+class FreezableBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose running statistics freeze with its weights: while those do not train, `train()` leaves it in eval mode."""
+
+    def train(self, mode: bool = True) -> FreezableBatchNorm2d:
+        return super().train(mode and self.weight.requires_grad)
+
+    @classmethod
+    def like(cls, layer: nn.BatchNorm2d) -> FreezableBatchNorm2d:
+        """`layer` with its settings, weights and statistics; the state_dict keys stay the same."""
+        copy = cls(layer.num_features, layer.eps, layer.momentum, layer.affine, layer.track_running_stats)
+        copy.load_state_dict(layer.state_dict())
+        return copy
+
+
 def build(
     name: str,
     num_classes: int,
@@ -60,9 +94,10 @@ def build(
     freeze: str = "none",
     head_hidden: int | None = None,
     head_dropout: float = 0.0,
+    probe: bool = False,
 ) -> nn.Module:
-    """Build torchvision's `name` with a `num_classes` head, load any weights, then freeze."""
-    _check_options(pretrained, weights_path, freeze, head_hidden, head_dropout)
+    """Build torchvision's `name` with a `num_classes` head (behind L2 normalisation with `probe`), load any weights, then freeze."""
+    _check_options(pretrained, weights_path, freeze, head_hidden, head_dropout, probe)
     if image_size < MIN_IMAGE_SIZE:
         raise ImgclsError(f"image_size {image_size} is too small; the minimum for this model is {MIN_IMAGE_SIZE}")
     model = _imagenet_model(name, pretrained)
@@ -74,20 +109,31 @@ def build(
         _load(model, state)
     old_head = getattr(model, layout.head)
     in_features = [m for m in old_head.modules() if isinstance(m, nn.Linear)][-1].in_features
-    setattr(model, layout.head, ClassifierHead(in_features, num_classes, head_hidden, head_dropout))
+    head = ClassifierHead(in_features, num_classes, head_hidden, head_dropout)
+    setattr(model, layout.head, ProbeHead(head) if probe else head)
     if state is not None and imagenet_problems:
         project_problems = _problems(model, state)
         if project_problems:
             raise ImgclsError(_mismatch_message(name, num_classes, Path(weights_path), imagenet_problems, project_problems))
         _load(model, state)
     if freeze != "none":
-        model.requires_grad_(False)
-        trainable = [getattr(model, layout.head)]
-        if freeze == "last_block":
-            trainable += layout.last_block(model)
-        for module in trainable:
-            module.requires_grad_(True)
+        _freeze(model, layout, freeze)
     return model
+
+
+def _freeze(model: nn.Module, layout: _Layout, freeze: str) -> None:
+    """Freeze everything but the head (and, for `last_block`, the last block): weights and BatchNorm statistics."""
+    for parent in list(model.modules()):
+        for child_name, child in list(parent.named_children()):
+            if type(child) is nn.BatchNorm2d:
+                setattr(parent, child_name, FreezableBatchNorm2d.like(child))
+    model.requires_grad_(False)
+    trainable = [getattr(model, layout.head)]
+    if freeze == "last_block":
+        trainable += layout.last_block(model)
+    for module in trainable:
+        module.requires_grad_(True)
+    model.train()  # again, now that it leaves the frozen BatchNorm layers in eval mode
 
 
 def head_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -96,12 +142,23 @@ def head_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def unfreeze_all(model: nn.Module) -> None:
-    """Make every parameter trainable again, e.g. when the trainer reaches `unfreeze_at_epoch`."""
+    """Make every parameter trainable again, e.g. when the trainer reaches `unfreeze_at_epoch`; BatchNorm statistics too."""
     model.requires_grad_(True)
+    model.train(model.training)  # frozen BatchNorm layers take the model's mode again
+
+
+def frozen_batchnorm(module: nn.Module) -> bool:
+    """Whether `module` is a BatchNorm layer of a frozen part, whose running statistics stay as loaded."""
+    return isinstance(module, FreezableBatchNorm2d) and not module.weight.requires_grad
+
+
+def probe_head(model: nn.Module) -> nn.Module | None:
+    """The classifier a linear probe trains on cached L2-normalised features; None for a model built without `probe`."""
+    return next((module.classifier for module in model.modules() if isinstance(module, ProbeHead)), None)
 
 
 def _check_options(
-    pretrained: object, weights_path: object, freeze: object, head_hidden: object, head_dropout: object
+    pretrained: object, weights_path: object, freeze: object, head_hidden: object, head_dropout: object, probe: object
 ) -> None:
     if not isinstance(pretrained, bool):
         raise ImgclsError(f"pretrained {pretrained!r} is not a boolean; use true or false")
@@ -118,6 +175,10 @@ def _check_options(
         raise ImgclsError(f"head_hidden {head_hidden!r} is not a layer width; use a positive integer or null")
     if isinstance(head_dropout, bool) or not isinstance(head_dropout, (int, float)) or not 0 <= head_dropout < 1:
         raise ImgclsError(f"head_dropout {head_dropout!r} is not a probability; use a number in [0, 1)")
+    if not isinstance(probe, bool):
+        raise ImgclsError(f"probe {probe!r} is not a boolean; use true or false")
+    if probe and freeze != "backbone":
+        raise ImgclsError(f"probe trains the head on a frozen backbone's features, so it needs freeze 'backbone', not {freeze!r}")
 
 
 def _imagenet_model(name: str, pretrained: bool) -> nn.Module:
