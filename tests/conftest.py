@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "data", "tests", "benchmarks", "cache", "tmp", "__pycache__", "*.egg-info")
@@ -106,10 +107,8 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="session")
-def tiny_baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny pipeline reproduced once and committed; tests get copies (see `tiny`)."""
-    repo = project_copy(tmp_path_factory.mktemp("baseline") / "project")
+def build_tiny_baseline(root: Path) -> None:
+    repo = project_copy(root)
     params = repo.params()
     for section, values in TINY.items():
         params[section] = values if section in ("models", "ensemble") else {**params[section], **values}
@@ -117,7 +116,27 @@ def tiny_baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo.commit("tiny pipeline")
     repo.run("dvc", "repro")
     repo.commit("baseline")
-    return repo.root
+
+
+@pytest.fixture(scope="session")
+def tiny_baseline(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The tiny pipeline reproduced once and committed; tests get copies (see `tiny`).
+
+    Under pytest-xdist the first worker to ask builds it in the run's shared temporary folder
+    and the others wait on the lock, so the run pays for it once.
+    """
+    if worker_id == "master":
+        root = tmp_path_factory.mktemp("baseline") / "project"
+        build_tiny_baseline(root)
+        return root
+    shared = tmp_path_factory.getbasetemp().parent  # this run's folder, holding every worker's own
+    root = shared / "tiny-baseline" / "project"
+    with FileLock(shared / "tiny-baseline.lock"):
+        if not (root.parent / "built").is_file():
+            shutil.rmtree(root, ignore_errors=True)  # a worker that failed half-way
+            build_tiny_baseline(root)
+            (root.parent / "built").touch()
+    return root
 
 
 @pytest.fixture
@@ -126,6 +145,15 @@ def tiny(tiny_baseline: Path, tmp_path: Path) -> Repo:
     root = tmp_path / "project"
     shutil.copytree(tiny_baseline, root, symlinks=True)
     return Repo(root)
+
+
+class Killed(Exception):
+    """Stands in for a kill signal between two epochs."""
+
+
+def die_after_first_epoch(epoch: int, record: dict) -> None:
+    if epoch == 1:
+        raise Killed
 
 
 GOOD_PNG = cv2.imencode(".png", np.full((30, 40, 3), 90, np.uint8))[1].tobytes()
