@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from imgcls.atomic import atomic_dir
-from imgcls.augment import check_fits_in_memory, heavy_oversampling, oversample, preview_grid, sizes_after_oversampling
+from imgcls.augment import check_fits_in_memory, class_samples_grid, heavy_oversampling, oversample, preview_grid, sizes_after_oversampling
 from imgcls.cli import stage_main, stage_parser
 from imgcls.manifest import read_csv, write_csv
 from imgcls.params import AugmentParams, load_params
@@ -20,6 +20,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for the augmented train arrays")
     parser.add_argument("--provenance", type=Path, required=True, help="augmented.csv: id,source_id,label")
     parser.add_argument("--preview", type=Path, required=True, help="PNG grid of augmented samples")
+    parser.add_argument("--samples", type=Path, help="PNG grid of the train originals, a row per class")
     args = parser.parse_args()
     params: AugmentParams
     (params,) = load_params(args.params, "augment")
@@ -43,6 +44,8 @@ def main() -> None:
     rows = [{"id": int(i), "source_id": int(s), "label": classes[int(label)]} for i, s, label in zip(result.ids, sources, result.labels)]
     write_csv(args.provenance, rows, ("id", "source_id", "label"))
     preview_grid(args.preview, result, sources, classes)
+    if args.samples is not None:
+        class_samples_grid(args.samples, train, classes)
     counts = np.bincount(result.labels, minlength=len(classes))
     print(f"augment: train {len(train.ids)} -> {len(result.ids)}; per class {dict(zip(classes, counts.tolist()))}")
 

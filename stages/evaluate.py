@@ -1,4 +1,8 @@
-"""DVC stage `evaluate@<model>`: score the best checkpoint on the test split."""
+"""DVC stage `evaluate@<model>`: score the best checkpoint on the test split.
+
+The headline scores go to `--metrics` (what `dvc metrics diff` and `dvc exp show` compare);
+every score, the per-class ones, the test loss and the parameter counts go to `--details`.
+"""
 
 import sys
 from pathlib import Path
@@ -10,7 +14,7 @@ from imgcls.atomic import write_json
 from imgcls.cli import stage_main, stage_parser
 from imgcls.data import to_device
 from imgcls.evaluation import confusion_figure, misclassified_grid, write_predictions
-from imgcls.metrics import classification_scores
+from imgcls.metrics import classification_scores, headline
 from imgcls.models import MODEL_NAMES, count_parameters
 from imgcls.params import EvaluateParams, load_params, resolve_model
 from imgcls.rebuild import rebuild_trained
@@ -23,7 +27,8 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="a key of params.yaml's models:")
     parser.add_argument("--processed", type=Path, required=True, help="the split stage's folder")
     parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--metrics", type=Path, required=True, help="metrics JSON for dvc metrics")
+    parser.add_argument("--metrics", type=Path, required=True, help="headline scores JSON for dvc metrics")
+    parser.add_argument("--details", type=Path, required=True, help="JSON of every score, per class too, for the report")
     parser.add_argument("--predictions", type=Path, required=True, help="id,actual,predicted CSV for dvc plots")
     parser.add_argument("--figures", type=Path, required=True, help="folder for confusion.png and misclassified.png")
     args = parser.parse_args()
@@ -36,11 +41,15 @@ def main() -> None:
     device = select_device(settings.train.device)
     model = rebuild_trained(settings, len(classes), test.images.shape[1], args.checkpoint)
     model = model.to(device, memory_format=torch.channels_last)
-    y_pred = predict(model, to_device(test, device).images, settings.train.batch_size, device).argmax(1).cpu().numpy()
+    logits = predict(model, to_device(test, device).images, settings.train.batch_size, device).float().cpu()
+    y_pred = logits.argmax(1).numpy()
 
     scores = classification_scores(test.labels, y_pred, classes)
+    # Plain cross-entropy (no label smoothing or class weights), comparable across models.
+    scores["loss"] = float(torch.nn.functional.cross_entropy(logits, torch.from_numpy(test.labels)))
     scores["params_total"], scores["params_trainable"] = count_parameters(model)
-    write_json(args.metrics, scores)
+    write_json(args.details, scores)
+    write_json(args.metrics, headline(scores, "test"))
     write_predictions(args.predictions, test.ids, test.labels, y_pred, classes)
     args.figures.mkdir(parents=True, exist_ok=True)
     confusion_figure(args.figures / "confusion.png", test.labels, y_pred, classes, f"{args.model} (test)")

@@ -1,18 +1,27 @@
-"""DVC stage `report`: compare every model and the ensemble, and show what the convolutions learned."""
+"""DVC stage `report`: name the winner, flag results not to trust, compare every model and the ensemble.
+
+Writes report.md (its first line names the winner), the review figures, and every model's
+per-epoch curves as one CSV for the overlaid `dvc plots`. The winner is also the last line printed.
+"""
 
 from pathlib import Path
 
-from imgcls.atomic import atomic_dir, read_json
+import numpy as np
+
+from imgcls.atomic import atomic_dir, read_json, write_text
 from imgcls.cli import stage_main, stage_parser
+from imgcls.curves import overlay_figure, read_curve, train_val_figure, write_curves
 from imgcls.evaluation import read_predictions
-from imgcls.metrics import QUALITY_KEYS, classification_scores
-from imgcls.models import MODEL_NAMES, conv_layers, count_parameters
-from imgcls.params import EnsembleParams, ReportParams, load_params, model_names, read_params_file, resolve_model
+from imgcls.models import MODEL_NAMES, conv_layers
+from imgcls.params import EnsembleParams, ReportParams, TrainParams, load_params, model_names, read_params_file, resolve_model
 from imgcls.rebuild import rebuild_trained
-from imgcls.report import comparison_table, feature_maps, filter_grid
+from imgcls.report import check_feature_layers, comparison_table, conv_shapes, feature_maps, filter_grid
+from imgcls.review import bar_figure, error_overlap, errors_per_class, flags, pick_winner, resolution
 from imgcls.splits import load_split, read_classes
 
-COLUMNS = ("model", "arch", *QUALITY_KEYS, "params_total", "params_trainable", "train_seconds", "figures")
+# recall_macro is left out: it always equals balanced_accuracy.
+SCORE_COLUMNS = ("accuracy", "balanced_accuracy", "f1_macro", "precision_macro", "f1_weighted")
+COLUMNS = ("model", "arch", *SCORE_COLUMNS, "best val f1_macro (epoch)", "params_total", "params_trainable", "train_seconds", "figures")
 
 
 def main() -> None:
@@ -20,51 +29,111 @@ def main() -> None:
     parser.add_argument("--processed", type=Path, required=True, help="the split stage's folder")
     parser.add_argument("--models-dir", type=Path, required=True, help="folder of <model>/best.pt")
     parser.add_argument("--predictions", type=Path, required=True, help="folder of <model>.csv test predictions")
+    parser.add_argument("--details", type=Path, required=True, help="folder of <model>.json with every test score")
     parser.add_argument("--ensemble-predictions", type=Path, required=True)
-    parser.add_argument("--train-metrics", type=Path, required=True, help="folder of <model>/metrics.json from dvclive")
-    parser.add_argument("--out", type=Path, required=True, help="report folder: report.md and figures")
+    parser.add_argument("--train-metrics", type=Path, required=True, help="folder of each model's dvclive folder")
+    parser.add_argument("--out", type=Path, required=True, help="report.md; figure links assume --figures and the evaluate figures beside it")
+    parser.add_argument("--figures", type=Path, required=True, help="folder for the report's PNG figures, beside --out")
+    parser.add_argument("--curves", type=Path, required=True, help="CSV of every model's per-epoch curves")
     args = parser.parse_args()
     params: ReportParams
     ensemble: EnsembleParams
-    params, ensemble = load_params(args.params, "report", "ensemble")
+    train: TrainParams
+    params, ensemble, train = load_params(args.params, "report", "ensemble", "train")
     names = model_names(read_params_file(args.params))
 
     classes = read_classes(args.processed / "classes.json")
     test = load_split(args.processed / "test")
     image = test.images[min(params.feature_image, len(test.ids) - 1)]
-    rows = []
-    with atomic_dir(args.out) as tmp:
+    side = test.images.shape[1]
+    settings = {name: resolve_model(args.params, name, MODEL_NAMES) for name in names}
+    models = {name: rebuild_trained(settings[name], len(classes), side, args.models_dir / name / "best.pt") for name in names}
+    shapes = {name: conv_shapes(model, side) for name, model in models.items()}
+    check_feature_layers(params.feature_layers, shapes)
+    rows, scores, predictions, curves = [], {}, {}, {}
+    with atomic_dir(args.figures) as tmp:
         for name in names:
-            settings = resolve_model(args.params, name, MODEL_NAMES)
-            model = rebuild_trained(settings, len(classes), test.images.shape[1], args.models_dir / name / "best.pt")
-            _, y_true, y_pred = read_predictions(args.predictions / f"{name}.csv", classes)
-            total, trainable = count_parameters(model)
-            links = [f"[confusion](../figures/{name}/confusion.png)", f"[misclassified](../figures/{name}/misclassified.png)"]
-            convolutions = conv_layers(model)
-            if convolutions:
-                filter_grid(tmp / f"{name}_filters.png", convolutions[0], f"{name}: first-layer filters")
-                feature_maps(tmp / f"{name}_features.png", model, image, f"{name}: feature maps")
-                links += [f"[filters]({name}_filters.png)", f"[feature maps]({name}_features.png)"]
-            train_seconds = read_json(args.train_metrics / name / "metrics.json")["train_seconds"]
+            _, y_true, predictions[name] = read_predictions(args.predictions / f"{name}.csv", classes)
+            scores[name] = read_json(args.details / f"{name}.json")
+            curves[name] = read_curve(args.train_metrics / name)
+            links = [f"[confusion](figures/{name}/confusion.png)", f"[misclassified](figures/{name}/misclassified.png)"]
+            if shapes[name]:
+                filter_grid(tmp / f"{name}_filters.png", conv_layers(models[name])[0], f"{name}: first-layer filters")
+                links.append(f"[filters]({args.figures.name}/{name}_filters.png)")
+            if shapes[name] and (params.feature_layers is None or set(params.feature_layers) & set(shapes[name])):
+                feature_maps(tmp / f"{name}_features.png", models[name], image, f"{name}: feature maps", params.feature_layers)
+                links.append(f"[feature maps]({args.figures.name}/{name}_features.png)")
+            summary = read_json(args.train_metrics / name / "metrics.json")
             rows.append(
-                {"model": name, "arch": settings.arch, **classification_scores(y_true, y_pred, classes),
-                 "params_total": total, "params_trainable": trainable, "train_seconds": f"{train_seconds:.1f}",
+                {"model": name, "arch": settings[name].arch, **scores[name],
+                 "best val f1_macro (epoch)": f"{summary['best_val']['f1_macro']:.4f} ({summary['best_epoch']})",
+                 "train_seconds": f"{sum(read_json(args.train_metrics / name / 'timings.json')['epoch_seconds']):.1f}",
                  "figures": ", ".join(links)}
             )
-        _, y_true, y_pred = read_predictions(args.ensemble_predictions, classes)
-        member_rows = [r for r in rows if r["model"] in ensemble.models]
+        _, y_true, predictions["ensemble"] = read_predictions(args.ensemble_predictions, classes)
+        scores["ensemble"] = read_json(args.details / "ensemble.json")
         rows.append(
-            {"model": "ensemble", "arch": f"vote({', '.join(ensemble.models)})", **classification_scores(y_true, y_pred, classes),
-             "params_total": sum(r["params_total"] for r in member_rows),
-             "params_trainable": sum(r["params_trainable"] for r in member_rows), "train_seconds": "", "figures": ""}
+            {"model": "ensemble", "arch": f"vote({', '.join(ensemble.models)})", **scores["ensemble"],
+             "params_total": sum(scores[m]["params_total"] for m in ensemble.models),
+             "params_trainable": sum(scores[m]["params_trainable"] for m in ensemble.models),
+             "figures": "[confusion](figures/ensemble/confusion.png)"}
         )
-        text = (
-            "# Model comparison (test split)\n\n"
-            f"{len(test.ids)} test images, {len(classes)} classes: {', '.join(classes)}. Best score per column in bold.\n\n"
-            + comparison_table(rows, COLUMNS)
-        )
-        (tmp / "report.md").write_text(text)
-    print(f"report: {len(rows)} rows -> {args.out / 'report.md'}")
+        bar_figure(tmp / "f1_macro_by_model.png", list(scores), [s["f1_macro"] for s in scores.values()], "test macro-F1")
+        train_val_figure(tmp / "train_vs_val.png", curves)
+        overlay_figure(tmp / "val_f1_macro_by_epoch.png", curves, "val_f1_macro", "val macro-F1")
+    write_curves(args.curves, curves)
+
+    verdict = pick_winner({name: scores[name] for name in names}, train.monitor)
+    warnings = flags(predictions, scores, classes, "ensemble", ensemble.models)
+    support = np.bincount(y_true, minlength=len(classes))
+    recall_rows = [
+        {"class": f"{c} ({support[i]})", **{m: s["per_class"][c]["recall"] for m, s in scores.items()}} for i, c in enumerate(classes)
+    ]
+    errors = {m: errors_per_class(y_true, p, len(classes)) for m, p in predictions.items()}
+    error_rows = [{"class": c, **{m: wrong[i] for m, wrong in errors.items()}} for i, c in enumerate(classes)]
+    overlap = error_overlap(y_true, {name: predictions[name] for name in names})
+    text = "\n".join(
+        [
+            f"# Winner: {verdict.sentence()}",
+            "",
+            f"Test split: {len(test.ids)} images, {len(classes)} classes ({', '.join(classes)}); {resolution(y_true, classes)}. "
+            f"The winner is picked by the test counterpart of train.monitor ({train.monitor}).",
+            "",
+            "## Flags",
+            "",
+            *([f"- {warning}" for warning in warnings] or ["None: every model beats chance, predicts more than one class, and the ensemble "
+                                                            "is not below its best member."]),
+            "",
+            "## Scores (test split)",
+            "",
+            "Best score per column in bold. The best val macro-F1 is the training run's own pick (best.pt).",
+            "",
+            comparison_table(rows, COLUMNS, bold=SCORE_COLUMNS),
+            f"![test macro-F1 by model]({args.figures.name}/f1_macro_by_model.png)",
+            "",
+            "## Recall per class (test split, images per class in brackets)",
+            "",
+            comparison_table(recall_rows, ("class", *scores), bold=()),
+            "## Wrong test images per class",
+            "",
+            comparison_table(error_rows, ("class", *predictions), bold=()),
+            "## Error overlap between models",
+            "",
+            "Images both models get wrong, and those only one of them does: few shared errors make a pair worth ensembling.",
+            "",
+            comparison_table(overlap, ("model A", "model B", "both wrong", "only A wrong", "only B wrong"), bold=())
+            if overlap else "One model: nothing to compare.\n",
+            "## Curves",
+            "",
+            f"![train vs val, per model]({args.figures.name}/train_vs_val.png)",
+            "",
+            f"![val macro-F1 by epoch, every model]({args.figures.name}/val_f1_macro_by_epoch.png)",
+            "",
+        ]
+    )
+    write_text(args.out, text)
+    print(f"report: {len(rows)} rows -> {args.out}")
+    print(f"report: winner: {verdict.sentence()}")
 
 
 if __name__ == "__main__":

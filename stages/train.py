@@ -13,13 +13,18 @@ import torch
 from dvclive import Live
 
 from imgcls import distributed
-from imgcls.checkpoint import code_digest, file_digest, run_fingerprint
+from imgcls.atomic import write_json
+from imgcls.checkpoint import code_digest, file_digest, load_weights, run_fingerprint
 from imgcls.cli import stage_main, stage_parser
 from imgcls.data import to_device
+from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES, build_model
 from imgcls.params import resolve_model
 from imgcls.splits import load_split, read_classes
 from imgcls.training import fit, select_device
+
+# Per-epoch speed: kept out of the metrics so `dvc metrics diff` never reports a timing as a change.
+TIMING_KEYS = ("images_per_s", "epoch_seconds")
 
 
 def main() -> None:
@@ -28,9 +33,18 @@ def main() -> None:
     parser.add_argument("--processed", type=Path, required=True, help="the split stage's folder (val split, classes)")
     parser.add_argument("--train-data", type=Path, required=True, help="packed train arrays (the augment stage's output)")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder: best.pt, last.pt")
-    parser.add_argument("--live", type=Path, required=True, help="dvclive folder for per-epoch metrics and plots")
+    parser.add_argument("--init", type=Path, help="for a finetune: entry, the best.pt of its `from` model, whose weights training starts from")
+    parser.add_argument(
+        "--live", type=Path, required=True,
+        help="dvclive folder: metrics.json (best epoch), plots/ (per-epoch curves), params.yaml (the settings used), timings.json",
+    )
     args = parser.parse_args()
     settings = resolve_model(args.params, args.model, MODEL_NAMES)
+    if (settings.init_from is None) != (args.init is None):
+        raise ImgclsError(
+            f"train@{args.model}: --init is for finetune: entries only (this one starts from "
+            f"{settings.init_from or 'scratch'}); dvc.yaml's finetune@ stages pass it"
+        )
     train = settings.train
     if train.nproc > 1 and not distributed.launched_by_torchrun():
         sys.exit(distributed.relaunch_under_torchrun(train.nproc, sys.argv))
@@ -46,8 +60,11 @@ def main() -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.manual_seed(train.seed)  # weight initialisation, identical on every rank
         model = build_model(settings.arch, len(classes), train_split.images.shape[1], **settings.options)
-        model = model.to(device, memory_format=torch.channels_last)
         run_identity = {**settings.fingerprint(), "code": code_digest(Path(__file__))}
+        if args.init is not None:
+            load_weights(model, args.init, f"{args.model} ({settings.arch} with its finetune: settings)")
+            run_identity["init"] = file_digest(args.init)
+        model = model.to(device, memory_format=torch.channels_last)
         if "weights_path" in settings.options:
             run_identity["weights"] = file_digest(Path(settings.options["weights_path"]))
         fingerprint = run_fingerprint(run_identity, train_split.images, train_split.labels, val_split.images, val_split.labels)
@@ -59,14 +76,16 @@ def main() -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         live = Live(dir=str(args.live), dvcyaml=False, save_dvc_exp=False) if process.is_writer else None
         with live if live is not None else contextlib.nullcontext():
+            if live is not None:
+                live.log_params(settings.effective())
 
             def log_epoch(epoch: int, record: dict[str, float]) -> None:
                 if live is None:
                     return
                 live.step = epoch
                 for name, value in record.items():
-                    live.log_metric(name, value)
-                live.make_summary()
+                    if name not in TIMING_KEYS:
+                        live.log_metric(name, value)
 
             state = fit(
                 model, train, settings.unfreeze_at_epoch, to_device(train_split, device), to_device(val_split, device),
@@ -74,12 +93,16 @@ def main() -> None:
                 log=print if process.is_writer else lambda message: None,
                 shard=(process.rank, process.world), wrap=wrap,
             )
+            best = state.history[state.best_epoch - 1]
             if live is not None:
-                live.summary["best_epoch"] = state.best_epoch
-                live.summary["train_seconds"] = sum(r["epoch_seconds"] for r in state.history)
+                live.summary = {"best_epoch": state.best_epoch, "best_val": {"f1_macro": best["val/f1_macro"]}}
                 live.make_summary()
+                write_json(args.live / "timings.json", {key: [r[key] for r in state.history] for key in TIMING_KEYS})
         if process.is_writer:
-            print(f"train@{args.model}: best epoch {state.best_epoch} of {state.epoch} ({train.monitor})")
+            print(
+                f"train@{args.model}: best epoch {state.best_epoch} of {state.epoch} by {train.monitor}: "
+                f"val/f1_macro {best['val/f1_macro']:.4f}, val/acc {best['val/acc']:.4f}, val/loss {best['val/loss']:.4f}"
+            )
     finally:
         distributed.stop()
 

@@ -20,11 +20,11 @@ from imgcls.training import fit, recalibrate_batchnorm
 CPU = torch.device("cpu")
 
 
-def brightness_split(n, seed):
+def brightness_split(n, seed, side=16):
     """Two classes told apart by brightness alone, both far brighter than BatchNorm's initial running mean assumes."""
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 2
-    images = rng.integers(0, 40, size=(n, 3, 16, 16)) + np.where(labels == 1, 215, 150)[:, None, None, None]
+    images = rng.integers(0, 40, size=(n, 3, side, side)) + np.where(labels == 1, 215, 150)[:, None, None, None]
     return DeviceSplit(torch.from_numpy(images.astype(np.uint8)), torch.from_numpy(labels.astype(np.int64)))
 
 
@@ -64,6 +64,37 @@ def test_a_trailing_chunk_of_one_sample_does_not_crash():
     assert model.training
 
 
+def batchnorm_statistics(model):
+    return {k: v.clone() for k, v in model.state_dict().items() if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+
+
+def test_a_frozen_backbone_keeps_its_batchnorm_statistics_until_it_is_unfrozen(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("resnet18", 2, 32, freeze="backbone")
+    before = batchnorm_statistics(model)
+    after_epoch = {}
+
+    def snapshot(epoch, record):
+        after_epoch[epoch] = batchnorm_statistics(model)
+
+    train = TrainParams(epochs=2, batch_size=16, lr=1e-3, seed=0, scheduler="none", device="cpu")
+    fit(model, train, 2, brightness_split(32, 0, side=32), brightness_split(20, 1, side=32), 2, tmp_path, "x", CPU, on_epoch=snapshot, log=lambda m: None)
+    assert before.keys() == after_epoch[1].keys() and len(before) == 20 * 3
+    assert all(torch.equal(before[k], after_epoch[1][k]) for k in before), "frozen: train-mode passes and recalibration leave them as loaded"
+    assert all(not torch.equal(after_epoch[1][k], after_epoch[2][k]) for k in before), "unfrozen in epoch 2: they train and are recalibrated"
+    assert after_epoch[2]["bn1.num_batches_tracked"] - after_epoch[1]["bn1.num_batches_tracked"] == 2 + 2, "2 steps, then 2 recalibration batches"
+
+
+def test_recalibration_skips_the_frozen_part_only():
+    torch.manual_seed(0)
+    model = build_model("resnet18", 2, 32, freeze="last_block")
+    before = batchnorm_statistics(model)
+    recalibrate_batchnorm(model, brightness_split(40, 0, side=32), 16, CPU)
+    after = batchnorm_statistics(model)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {k for k in before if k.startswith("layer4.")}, "the last block trains, so its statistics are recomputed"
+
+
 def test_models_without_batchnorm_are_left_alone():
     model = build_model("net2", 2, 16)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -89,7 +120,8 @@ def test_evaluate_warns_when_every_test_image_gets_one_class(tmp_path):
     params.write_text(yaml.safe_dump({"train": {"device": "cpu"}, "models": {"net1": {}}}))
     result = subprocess.run(
         [sys.executable, str(REPO / "stages/evaluate.py"), "--params", str(params), "--model", "net1", "--processed", str(processed),
-         "--checkpoint", str(tmp_path / "best.pt"), "--metrics", str(tmp_path / "net1.json"), "--predictions", str(tmp_path / "net1.csv"),
+         "--checkpoint", str(tmp_path / "best.pt"), "--metrics", str(tmp_path / "net1.json"), "--details", str(tmp_path / "details.json"),
+         "--predictions", str(tmp_path / "net1.csv"),
          "--figures", str(tmp_path / "figures")],
         capture_output=True, text=True, env=tool_env(), timeout=300,
     )

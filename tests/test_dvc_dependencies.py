@@ -61,15 +61,21 @@ def declared_deps(stage: dict) -> list[Path]:
     return [REPO / (dep if isinstance(dep, str) else next(iter(dep))) for dep in stage.get("deps", [])]
 
 
-def stage_script(stage: dict) -> Path:
-    return REPO / re.search(r"python (stages/\w+\.py)", stage["cmd"]).group(1)
+def stage_scripts(stage: dict) -> list[Path]:
+    commands = stage["cmd"] if isinstance(stage["cmd"], list) else [stage["cmd"]]
+    return [REPO / re.search(r"python (stages/\w+\.py)", command).group(1) for command in commands]
+
+
+def model_entry(stage: dict) -> set[str]:
+    """The params keys that make up one model's settings in this stage's foreach: its own entry, or a finetune one's."""
+    return {"models.${item.from}", "finetune.${key}"} if "${item.from}" in str(stage["cmd"]) else {"models.${key}"}
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_every_module_a_stage_runs_is_a_declared_dependency(name):
     stage = STAGES[name]
     deps = declared_deps(stage)
-    executed = executed_files(stage_script(stage))
+    executed = set().union(*(executed_files(script) for script in stage_scripts(stage)))
     missing = sorted(str(f.relative_to(REPO)) for f in executed if not any(f == d or d in f.parents for d in deps))
     assert not missing, f"{name}: dvc.yaml lacks these deps, so editing them would not rerun the stage: {missing}"
     code_deps = [d for d in deps if d.is_relative_to(SRC) or d.is_relative_to(REPO / "stages")]
@@ -77,12 +83,12 @@ def test_every_module_a_stage_runs_is_a_declared_dependency(name):
     assert not unused, f"{name}: the stage never runs these deps, so editing them would rerun it for nothing: {unused}"
 
 
-def params_read(script: Path) -> set[str]:
+def params_read(script: Path, model: set[str] = frozenset({"models.${key}"})) -> set[str]:
     """The params keys a stage script reads, from its calls to the `imgcls.params` loaders.
 
     `load_params(path, "a", "b")` reads sections a and b; where the script only touches attributes
     of a section (`extract.side_px`), just those keys count. `resolve_model` reads `train` and the
-    model's own entry; `read_params_file` hands the whole file over, which here means the models.
+    model's own entry (`model`); `read_params_file` hands the whole file over, which here means the models.
     """
     tree = ast.parse(script.read_text())
     read: set[str] = set()
@@ -94,9 +100,9 @@ def params_read(script: Path) -> set[str]:
             variables = [e.id for e in target.elts] if isinstance(target, ast.Tuple) else [target.id]
             sections.update(zip(variables, names))
         elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "resolve_model":
-            read |= {"train", "models.${key}"}
+            read |= {"train", *model}
         elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "read_params_file":
-            read.add("models")
+            read |= {"models", "finetune"}
     for variable, section in sections.items():
         uses = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == variable and isinstance(n.ctx, ast.Load)]
         attributes = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and getattr(n.value, "id", None) == variable}
@@ -109,7 +115,7 @@ def params_read(script: Path) -> set[str]:
 def test_every_params_key_a_stage_reads_is_declared(name):
     stage = STAGES[name]
     declared = [p if isinstance(p, str) else next(iter(p)) for p in stage.get("params", [])]
-    read = params_read(stage_script(stage))
+    read = set().union(*(params_read(script, model_entry(stage)) for script in stage_scripts(stage)))
     assert read, f"{name}: found no params reads; the scan no longer matches how stages load params"
     missing = sorted(k for k in read if not any(k == d or k.startswith(f"{d}.") for d in declared))
     assert not missing, f"{name}: reads params {missing} that dvc.yaml does not declare (declared: {declared})"

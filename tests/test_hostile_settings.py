@@ -272,7 +272,8 @@ def test_evaluate_refuses_a_foreign_or_broken_checkpoint_by_name(tmp_path, case)
     out = tmp_path / "out"
     result = run_stage(
         "evaluate", write_params(tmp_path), "--model", "net1", "--processed", processed(tmp_path),
-        "--checkpoint", checkpoint, "--metrics", out / "net1.json", "--predictions", out / "net1.csv", "--figures", out / "figures",
+        "--checkpoint", checkpoint, "--metrics", out / "net1.json", "--details", out / "details.json",
+        "--predictions", out / "net1.csv", "--figures", out / "figures",
     )
     assert_one_line_error(result, f"error: {checkpoint}: ", message)
     assert not out.exists(), "nothing written"
@@ -289,7 +290,8 @@ def test_report_refuses_a_foreign_or_broken_checkpoint_by_name(tmp_path, case):
     result = run_stage(
         "report", write_params(tmp_path), "--processed", processed(tmp_path), "--models-dir", models,
         "--predictions", tmp_path / "predictions", "--ensemble-predictions", tmp_path / "ensemble.csv",
-        "--train-metrics", tmp_path / "train", "--out", out / "report",
+        "--details", tmp_path / "details", "--train-metrics", tmp_path / "train",
+        "--out", out / "report.md", "--figures", out / "report", "--curves", out / "curves.csv",
     )
     assert_one_line_error(result, f"error: {models / 'net1' / 'best.pt'}: ", message)
     assert list(out.iterdir()) == [], "no report and no temporary folder"

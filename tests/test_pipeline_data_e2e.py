@@ -43,7 +43,8 @@ def test_data_stages_produce_clean_balanced_leak_free_splits(repo):
     train_ids = {i for i, s in split_of.items() if s == "train"}
     assert all(r["source_id"] in train_ids for r in augmented)
     assert sum(r["id"] != r["source_id"] for r in augmented) > 0
-    assert (root / "metrics/augment_preview.png").stat().st_size > 1000
+    for figure in ("augment_preview.png", "class_samples.png"):
+        assert (root / "metrics/dataset" / figure).stat().st_size > 1000
 
     rerun = repo.run("dvc", "repro", *DATA_STAGES)
     assert "Running stage" not in rerun.stdout, rerun.stdout

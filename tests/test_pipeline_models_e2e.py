@@ -1,5 +1,7 @@
 """End to end: train/evaluate/ensemble/report through real `dvc repro`, `dvc exp run` and `dvc metrics diff`."""
 
+import csv
+import io
 import json
 
 import pytest
@@ -9,11 +11,13 @@ pytestmark = pytest.mark.e2e
 
 def test_train_evaluate_and_experiments(tiny):
     for name in ("net1", "net2", "ensemble"):
-        scores = json.loads((tiny.root / f"metrics/{name}.json").read_text())
-        assert 0 <= scores["f1_macro"] <= 1 and set(scores["per_class"]) == {"zero", "one", "seven"}
+        headline = json.loads((tiny.root / f"metrics/{name}.json").read_text())
+        details = json.loads((tiny.root / f"metrics/details/{name}.json").read_text())
+        assert headline == {"test": {k: details[k] for k in ("accuracy", "f1_macro", "balanced_accuracy")}}
+        assert 0 <= details["f1_macro"] <= 1 and set(details["per_class"]) == {"zero", "one", "seven"}
         if name != "ensemble":  # the report sums its members' counts; ensemble.json does not read theirs
-            assert scores["params_total"] >= scores["params_trainable"] > 0
-    report = (tiny.root / "metrics/report/report.md").read_text()
+            assert details["params_total"] >= details["params_trainable"] > 0 and details["loss"] > 0
+    report = (tiny.root / "metrics/report.md").read_text()
     assert "\n| net1 |" in report and "\n| net2 |" in report and "\n| ensemble |" in report
     shown = tiny.run("dvc", "metrics", "show", "--json").stdout
     for path in ("metrics/net1.json", "metrics/net2.json", "metrics/ensemble.json"):
@@ -27,12 +31,36 @@ def test_train_evaluate_and_experiments(tiny):
     tiny.commit("net2 for two epochs")
 
     # An experiment on a shared default reruns every model and shows up in metrics diff.
-    tiny.run("dvc", "exp", "run", "-S", "train.lr=1e-7")
+    tiny.run("dvc", "exp", "run", "-n", "lr-tiny", "-S", "train.lr=1e-7")
     applied = tiny.params()["train"]["lr"]
     assert str(applied) in ("1e-07", "1e-7") or applied == pytest.approx(1e-7)
     diff = json.loads(tiny.run("dvc", "metrics", "diff", "--json").stdout)
-    assert "metrics/net1.json" in diff and "f1_macro" in diff["metrics/net1.json"]
-    shown = tiny.run("dvc", "exp", "show", "--json").stdout
-    assert "train.lr" in shown or '"lr"' in shown
-    plots = tiny.run("dvc", "plots", "diff", "--json")
-    assert "metrics/predictions/net1.csv" in plots.stdout
+    assert "metrics/net1.json" in diff and "test.f1_macro" in diff["metrics/net1.json"]
+    assert_a_review_fits_on_one_screen(tiny)
+
+
+def assert_a_review_fits_on_one_screen(tiny):
+    """What a reviewer reads after a second `dvc exp run -S train.lr=...`: headline columns, named plots, a verdict."""
+    tiny.run("dvc", "exp", "run", "-n", "lr-high", "-S", "train.lr=0.003")
+    header = next(csv.reader(io.StringIO(tiny.run("dvc", "exp", "show", "--only-changed", "--csv").stdout)))
+    assert len(header) <= 40, header
+    for model in ("net1", "net2"):  # at most 7 columns a model, so the 5 shipped models fit in 40 too
+        assert len([column for column in header if f"/{model}" in column]) <= 7, header
+    assert not [column for column in header if "seconds" in column or "per_s" in column], header
+
+    diff = tiny.run("dvc", "metrics", "diff").stdout
+    assert len(diff.splitlines()) <= 40, diff
+    assert "seconds" not in diff and "per_s" not in diff and "per_class" not in diff, diff
+    params = json.loads(tiny.run("dvc", "params", "diff", "--json").stdout)
+    assert params["metrics/train/net1/params.yaml"]["lr"]["new"] == pytest.approx(0.003), "the settings net1 really used"
+
+    plots = json.loads(tiny.run("dvc", "plots", "show", "--json").stdout)["data"]
+    overlaid = plots["Validation macro-F1 by epoch, every model"][0]["content"]
+    assert {row["model"] for row in overlaid["data"]["values"]} == {"net1", "net2"}
+    images = {path for path, entries in plots.items() if entries and entries[0]["type"] == "image"}
+    for expected in ("metrics/figures/net1/confusion.png", "metrics/figures/ensemble/confusion.png",
+                     "metrics/report/f1_macro_by_model.png", "metrics/dataset/class_samples.png"):
+        assert any(path.endswith(expected) for path in images), sorted(images)
+
+    first = (tiny.root / "metrics/report.md").read_text().splitlines()[0]
+    assert first.split("Winner: ")[1].split(",")[0] in tiny.params()["models"], first

@@ -83,6 +83,16 @@ def preview_grid(path: Path, split: PackedSplit, source_ids: np.ndarray, classes
     image_grid(path, [np.asarray(split.images[i]) for i in augmented], titles, empty="no augmented samples")
 
 
+def class_samples_grid(path: Path, split: PackedSplit, classes: Sequence[str], per_class: int = 8) -> None:
+    """The first `per_class` originals of every class, one row per class in label order: what each label looks like."""
+    images, titles = [], []
+    for label, name in enumerate(classes):
+        picked = np.flatnonzero(split.labels == label)[:per_class]
+        images += [np.asarray(split.images[i]) for i in picked] + [np.zeros_like(split.images[0])] * (per_class - len(picked))
+        titles += [f"{name}: {int((split.labels == label).sum())} in train"] + [""] * (per_class - 1)
+    image_grid(path, images, titles, columns=per_class, empty="no train images")
+
+
 # Past five copies of each original a class is mostly rotated duplicates of a few images, which
 # the model can learn by heart: worth a warning, not an error (a scarce class may need it).
 HEAVY_OVERSAMPLING = 5.0

@@ -12,11 +12,16 @@ from imgcls.figures import image_grid, plt, save_figure
 from imgcls.manifest import read_csv, write_csv
 
 PREDICTION_COLUMNS = ("id", "actual", "predicted")
+# The label indices let the confusion template (.dvc/plots/confusion_ordered.json) keep label order, not A-Z.
+LABEL_ORDER_COLUMNS = ("actual_index", "predicted_index")
 
 
 def write_predictions(path: Path, ids: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> None:
-    rows = [{"id": int(i), "actual": classes[t], "predicted": classes[p]} for i, t, p in zip(ids, y_true, y_pred)]
-    write_csv(path, rows, PREDICTION_COLUMNS)
+    rows = [
+        {"id": int(i), "actual": classes[t], "predicted": classes[p], "actual_index": int(t), "predicted_index": int(p)}
+        for i, t, p in zip(ids, y_true, y_pred)
+    ]
+    write_csv(path, rows, PREDICTION_COLUMNS + LABEL_ORDER_COLUMNS)
 
 
 def read_predictions(path: Path, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

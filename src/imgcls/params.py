@@ -201,6 +201,15 @@ class ModelOptions(Section):
     unfreeze_at_epoch: Int | None = Field(None, gt=1)
     head_hidden: Int | None = Field(None, gt=0)
     head_dropout: Rate | None = None
+    probe: bool | None = None
+
+    @model_validator(mode="after")
+    def _probe_keeps_the_backbone_frozen(self) -> ModelOptions:
+        if self.probe and self.freeze != "backbone":
+            raise ValueError(f"probe: true trains the head on a frozen backbone's features, so it needs freeze: backbone, not {self.freeze or 'none'}")
+        if self.probe and self.unfreeze_at_epoch is not None:
+            raise ValueError("probe: true computes the frozen backbone's features once, so it cannot unfreeze; leave unfreeze_at_epoch empty")
+        return self
 
 
 class EvaluateParams(Section):
@@ -220,6 +229,17 @@ class EnsembleParams(Section):
 
 class ReportParams(Section):
     feature_image: Int = Field(0, ge=0)
+    # Conv2d names as `model.named_modules()` spells them (`features.3`, `layer2.1.conv1`); None picks the
+    # first, middle and last convolution whose maps are larger than 2x2.
+    feature_layers: list[str] | None = Field(None, min_length=1)
+
+    @field_validator("feature_layers")
+    @classmethod
+    def _unique_layers(cls, names: list[str] | None) -> list[str] | None:
+        duplicates = sorted({n for n in names or () if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"feature_layers must be unique; repeated: {duplicates}")
+        return names
 
 
 PARAM_SECTIONS: dict[str, type[Section]] = {
@@ -230,6 +250,7 @@ PARAM_SECTIONS: dict[str, type[Section]] = {
     "augment": AugmentParams,
     "train": TrainParams,
     "models": Section,
+    "finetune": Section,
     "evaluate": EvaluateParams,
     "ensemble": EnsembleParams,
     "report": ReportParams,
@@ -292,11 +313,11 @@ def _check_keys(path: Path, raw: dict[str, Any]) -> None:
     """Reject a misspelt key anywhere in the file, whichever stage reads it, so no typo is ever ignored."""
     _check_names(path, "", raw, PARAM_SECTIONS, "section")
     for name, section in raw.items():
-        if name == "models":
-            known = [*TrainParams.model_fields, *ModelOptions.model_fields]
+        if name in ("models", "finetune"):
+            known = [*TrainParams.model_fields, *ModelOptions.model_fields, *(["from"] if name == "finetune" else [])]
             for model, entry in (section or {}).items() if isinstance(section, dict) else ():
                 if isinstance(entry, dict):
-                    _check_names(path, f"models.{model}.", entry, known, "key")
+                    _check_names(path, f"{name}.{model}.", entry, known, "key")
         elif isinstance(section, dict):
             _check_names(path, f"{name}.", section, PARAM_SECTIONS[name].model_fields, "key")
 
@@ -331,11 +352,17 @@ class ModelSettings:
     train: TrainParams
     options: dict[str, Any]
     unfreeze_at_epoch: int | None
+    init_from: str | None = None  # the model whose best.pt training starts from (a finetune: entry)
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything that shapes a training run, as plain JSON-able values."""
         return {"arch": self.arch, "train": self.train.model_dump(mode="json"), "options": _jsonable(self.options),
-                "unfreeze_at_epoch": self.unfreeze_at_epoch}
+                "unfreeze_at_epoch": self.unfreeze_at_epoch, "init_from": self.init_from}
+
+    def effective(self) -> dict[str, Any]:
+        """The settings this model really trains with, flat, as `dvc params diff` shows them (dvclive `log_params`)."""
+        extra = {k: v for k, v in (("unfreeze_at_epoch", self.unfreeze_at_epoch), ("init_from", self.init_from)) if v is not None}
+        return {"arch": self.arch, **self.train.model_dump(mode="json"), **_jsonable(self.options), **extra}
 
 
 def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
@@ -343,38 +370,73 @@ def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def model_names(raw: dict[str, Any]) -> list[str]:
+    """Every model the pipeline trains: the `models:` keys, then the `finetune:` ones."""
     models = raw.get("models")
     if not isinstance(models, dict) or not models:
         raise ImgclsError("params.yaml: models: expected a mapping of model name -> settings with at least one model")
-    return list(models)
+    return [*models, *_finetune_entries(raw)]
+
+
+def _finetune_entries(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """`finetune:` checked for what dvc.yaml's finetune@ stages rely on: each entry names a `models:` key in `from`."""
+    finetune = raw.get("finetune")
+    if finetune is None:
+        return {}
+    if not isinstance(finetune, dict):
+        raise ImgclsError(f"finetune: expected a mapping of model name -> settings ({{}} for none), got {finetune!r}")
+    models = raw.get("models") or {}
+    for name, entry in finetune.items():
+        if not isinstance(entry, dict) or "from" not in entry:
+            raise ImgclsError(f"finetune.{name}: expected a mapping with from: <a key of models:>, got {entry!r}")
+        if name in models:
+            raise ImgclsError(f"finetune.{name}: also a key of models:; a finetuned model needs a name of its own")
+        if entry["from"] not in models:
+            raise ImgclsError(
+                f"finetune.{name}.from: '{entry['from']}' is not a key of models:{_hint(str(entry['from']), models, 'models')} "
+                "(its data/models/<from>/best.pt is where training starts)"
+            )
+    return finetune
+
+
+def _model_entry(raw: dict[str, Any], name: str) -> tuple[str, dict[str, Any], str | None]:
+    """(key path, settings, from) for a `models:` or `finetune:` entry; a finetune entry overlays its source's."""
+    models = raw.get("models") or {}
+    finetune = _finetune_entries(raw)
+    if name == "ensemble":
+        raise ImgclsError("models.ensemble: 'ensemble' is reserved for the ensemble stage's metrics; rename this model")
+    if name in finetune:
+        source = finetune[name]["from"]
+        _, inherited, _ = _model_entry(raw, source)
+        own = {k: v for k, v in finetune[name].items() if k != "from"}
+        return f"finetune.{name}", {"arch": source, **inherited, **own}, source
+    if name not in models:
+        raise ImgclsError(f"models.{name}: no such model{_hint(name, [*models, *finetune], 'models in params.yaml')}")
+    entry = models[name] or {}
+    if not isinstance(entry, dict):
+        raise ImgclsError(f"models.{name}: expected a mapping of settings, got {entry!r}")
+    return f"models.{name}", entry, None
 
 
 def resolve_model(path: str | Path, name: str, architectures: Sequence[str]) -> ModelSettings:
     """Overlay `models.<name>` on the `train` defaults and validate the result.
 
+    A `finetune.<name>` entry overlays its own keys on those of the model it starts `from`.
     `architectures` are the registered network names (`imgcls.models.MODEL_NAMES`); taking them as an
     argument keeps this module free of torch, so the data stages neither import nor depend on the models.
     """
     raw = read_params_file(path)
-    models = raw.get("models") or {}
-    if name not in models:
-        raise ImgclsError(f"models.{name}: no such model{_hint(name, models, 'models in params.yaml')}")
-    if name == "ensemble":
-        raise ImgclsError("models.ensemble: 'ensemble' is reserved for the ensemble stage's metrics; rename this model")
+    key, entry, init_from = _model_entry(raw, name)
     defaults = parse_section("train", raw.get("train"))
-    entry = models[name] or {}
-    if not isinstance(entry, dict):
-        raise ImgclsError(f"models.{name}: expected a mapping of settings, got {entry!r}")
     train_keys = set(TrainParams.model_fields)
     overrides = {k: v for k, v in entry.items() if k in train_keys}
     if "nproc" in overrides:
-        raise ImgclsError(f"models.{name}.nproc: the process count is set once, as train.nproc (dvc.yaml passes it to torchrun)")
-    options = parse_section(f"models.{name}", {k: v for k, v in entry.items() if k not in train_keys}, ModelOptions, extra_known=train_keys)
-    merged = parse_section(f"models.{name}", {**defaults.model_dump(), **overrides}, TrainParams)
+        raise ImgclsError(f"{key}.nproc: the process count is set once, as train.nproc (dvc.yaml passes it to torchrun)")
+    options = parse_section(key, {k: v for k, v in entry.items() if k not in train_keys}, ModelOptions, extra_known=train_keys)
+    merged = parse_section(key, {**defaults.model_dump(), **overrides}, TrainParams)
     arch = options.arch or name
     if arch not in architectures:
         close = difflib.get_close_matches(arch, architectures, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ImgclsError(f"models.{name}: unknown architecture '{arch}'{hint}; valid: {', '.join(architectures)}")
+        raise ImgclsError(f"{key}: unknown architecture '{arch}'{hint}; valid: {', '.join(architectures)}")
     picked = {k: v for k, v in options.model_dump().items() if v is not None and k not in ("arch", "unfreeze_at_epoch")}
-    return ModelSettings(name, arch, merged, picked, options.unfreeze_at_epoch)
+    return ModelSettings(name, arch, merged, picked, options.unfreeze_at_epoch, init_from)

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from torch import nn
 
 from imgcls.data import normalize
+from imgcls.errors import ImgclsError
 from imgcls.figures import plt, save_figure
-from imgcls.metrics import QUALITY_KEYS
-from imgcls.models import conv_layers
 
 FEATURE_CHANNELS = 8
+# A map of 2x2 or smaller is at most four numbers, not a picture of what the layer responds to.
+SMALLEST_MAP_SIDE = 3
+LISTED_LAYERS = 12
+
+Shape = tuple[int, int, int]  # one image's activation: channels, height, width
 
 
-def comparison_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """A Markdown table; floats to 4 places, best quality score per column in bold."""
-    best = {c: max(r[c] for r in rows) for c in columns if c in QUALITY_KEYS and rows}
+def comparison_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], bold: Sequence[str]) -> str:
+    """A Markdown table; floats to 4 places, the highest value of each `bold` column in bold."""
+    best = {c: max(r[c] for r in rows) for c in columns if c in bold and rows}
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         cells = []
@@ -48,29 +54,108 @@ def filter_grid(path: Path, conv: nn.Conv2d, title: str) -> None:
     save_figure(fig, path)
 
 
-def feature_maps(path: Path, model: nn.Module, image: np.ndarray, title: str) -> None:
-    """Activations of the first, middle and last convolution for one image, a few channels each."""
-    convs = conv_layers(model)
-    picked = {"early": convs[0], "middle": convs[len(convs) // 2], "late": convs[-1]}
-    captured: dict[str, torch.Tensor] = {}
-    hooks = [
-        layer.register_forward_hook(lambda _m, _i, out, name=name: captured.__setitem__(name, out.detach()))
-        for name, layer in picked.items()
-    ]
+def _conv_outputs(model: nn.Module, image: np.ndarray) -> dict[str, tuple[Shape, np.ndarray]]:
+    """Each Conv2d's output for one HxWx3 uint8 image, by module name in forward order: its shape and first channels."""
+    convs = {name: module for name, module in model.named_modules() if isinstance(module, nn.Conv2d)}
+    captured: dict[str, tuple[Shape, np.ndarray]] = {}
+
+    def keep(name: str, out: torch.Tensor) -> None:
+        # Copied now: an in-place activation after the convolution would otherwise overwrite it.
+        captured[name] = (tuple(out.shape[1:]), out[0, :FEATURE_CHANNELS].float().cpu().numpy().copy())
+
+    hooks = [module.register_forward_hook(lambda _m, _i, out, name=name: keep(name, out)) for name, module in convs.items()]
     try:
         with torch.no_grad():
             model.eval()(normalize(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]))
     finally:
         for hook in hooks:
             hook.remove()
-    fig, axes = plt.subplots(3, FEATURE_CHANNELS + 1, figsize=((FEATURE_CHANNELS + 1) * 0.9, 3 * 1.0))
-    for row, name in zip(axes, picked):
-        row[0].imshow(image)
-        row[0].set_title(name, fontsize=7)
-        for ax, channel in zip(row[1:], captured[name][0, :FEATURE_CHANNELS].float().cpu().numpy()):
+    return {name: captured[name] for name in convs if name in captured}
+
+
+def conv_shapes(model: nn.Module, image_size: int) -> dict[str, Shape]:
+    """Every Conv2d's name and (C, H, W) output for one square image of `image_size` px, in forward order."""
+    blank = np.zeros((image_size, image_size, 3), np.uint8)
+    return {name: shape for name, (shape, _) in _conv_outputs(model, blank).items()}
+
+
+def _drawable(shape: Shape) -> bool:
+    return min(shape[1:]) >= SMALLEST_MAP_SIDE
+
+
+def _shape_text(shape: Shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def _listing(shapes: Mapping[str, Shape]) -> str:
+    """A few conv layer names with their shapes, for an error message."""
+    names = [f"{name} ({_shape_text(shape)})" for name, shape in shapes.items()]
+    more = f", ... {len(names) - LISTED_LAYERS} more" if len(names) > LISTED_LAYERS else ""
+    return ", ".join(names[:LISTED_LAYERS]) + more
+
+
+def _did_you_mean(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" ('{name}': did you mean '{close[0]}'?)" if close else ""
+
+
+def pick_feature_layers(shapes: Mapping[str, Shape], layers: Sequence[str] | None = None) -> list[str]:
+    """The layers a figure shows: those of `layers` this model has, in the order given; with None the first,
+    middle and last convolution whose maps are larger than 2x2 (none when no map is).
+
+    Named layers are kept even when their maps are 2x2 or smaller, so the figure can say why they are blank.
+    """
+    if layers is None:
+        large = [name for name, shape in shapes.items() if _drawable(shape)]
+        return list(dict.fromkeys(large[i] for i in (0, len(large) // 2, -1))) if large else []
+    present = [name for name in layers if name in shapes]
+    if not present:
+        hints = "".join(_did_you_mean(name, list(shapes)) for name in layers)
+        raise ImgclsError(f"report.feature_layers: this model has no convolution named {list(layers)}{hints}; its conv layers: {_listing(shapes)}")
+    return present
+
+
+def check_feature_layers(layers: Sequence[str] | None, shapes_by_model: Mapping[str, Mapping[str, Shape]]) -> None:
+    """Raise for a listed layer that no model has: a name drawn in none of the figures is a typo."""
+    known = list(dict.fromkeys(name for shapes in shapes_by_model.values() for name in shapes))
+    missing = [name for name in layers or () if name not in known]
+    if missing:
+        hints = "".join(_did_you_mean(name, known) for name in missing)
+        models = "; ".join(f"{model}: {_listing(shapes)}" for model, shapes in shapes_by_model.items())
+        raise ImgclsError(f"report.feature_layers: no model has a convolution named {missing}{hints}; conv layers of {models}")
+
+
+def _feature_row(axes: Sequence[Axes], name: str, shape: Shape, channels: np.ndarray, image: np.ndarray) -> None:
+    """One layer's row: the input, then its first channels, under a `name  CxHxW` label."""
+    label = f"{name}  {_shape_text(shape)}"
+    if not _drawable(shape):
+        label += ": maps of 2x2 or smaller, not drawn"
+    # Left-aligned, so a long label runs on over the row's empty title space instead of overlapping both sides.
+    axes[0].set_title(label, fontsize=7, loc="left")
+    if _drawable(shape):
+        axes[0].imshow(image)
+        for ax, channel in zip(axes[1:], channels):
             ax.imshow(channel, cmap="viridis")
-        for ax in row:
-            ax.axis("off")
+
+
+def feature_maps(path: Path, model: nn.Module, image: np.ndarray, title: str, layers: Sequence[str] | None = None) -> dict[str, Shape]:
+    """A few channels of each picked convolution's output for one image (see `pick_feature_layers`), a row per layer.
+
+    Returns the layers drawn with their (C, H, W) shapes; a named layer whose maps are 2x2 or smaller gets a
+    labelled row saying so instead of pictures, and is not returned.
+    """
+    outputs = _conv_outputs(model, image)
+    picked = pick_feature_layers({name: shape for name, (shape, _) in outputs.items()}, layers)
+    rows = max(1, len(picked))
+    height = rows * 1.05 + 0.4
+    fig, axes = plt.subplots(rows, FEATURE_CHANNELS + 1, figsize=((FEATURE_CHANNELS + 1) * 0.9, height), squeeze=False)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.45 / height, wspace=0.08, hspace=0.3)
+    for ax in axes.flat:
+        ax.axis("off")
+    for row, name in zip(axes, picked):
+        _feature_row(row, name, *outputs[name], image)
+    if not picked:
+        axes[0, 0].set_title(f"no convolution has maps larger than 2x2 at {image.shape[1]}x{image.shape[0]} px", fontsize=7, loc="left")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     save_figure(fig, path)
+    return {name: outputs[name][0] for name in picked if _drawable(outputs[name][0])}

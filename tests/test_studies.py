@@ -1,0 +1,106 @@
+"""Every classic comparison in the README runs on the embedded sample, one epoch each.
+
+The `dvc exp run` lines are read from the README itself, so a study that stops working, or a line
+that stops parsing, fails here. Every value of a `--queue` sweep must validate; the first runs.
+"""
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from conftest import REPO, project_copy
+from imgcls.models import MODEL_NAMES
+from imgcls.params import load_params, model_names, read_params_file, resolve_model
+
+pytestmark = pytest.mark.e2e
+
+# The shipped models the studies name, on three small classes at 32 px (resnet18's least) for one epoch.
+BASE = {
+    "extract": {"categories": ["zero", "one", "seven"], "per_category": 20, "side_px": 32},
+    "train": {"epochs": 1, "batch_size": 32},
+    "models": {"net1": {}, "net2": {}, "cnn": {}, "resnet18": {"lr": 0.0005}},
+    "ensemble": {"models": ["net1", "net2", "cnn"], "tie_break": "cnn"},
+}
+
+
+def readme_studies() -> list[tuple[str, list[list[str]]]]:
+    """(the comment above it, every sweep variant's overrides) for each `dvc exp run` line of the classic comparisons."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("### Classic comparisons", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    from dvc.utils.hydra import get_hydra_sweeps
+
+    studies, comment = [], ""
+    for line in block.strip().splitlines():
+        if line.startswith("#"):
+            comment = line.lstrip("# ")
+            continue
+        tokens = shlex.split(line.split("&&")[0])
+        assert tokens[:3] == ["dvc", "exp", "run"], line
+        overrides = [tokens[i + 1] for i, token in enumerate(tokens) if token == "-S"]
+        variants = [v["params.yaml"] for v in get_hydra_sweeps({"params.yaml": overrides})] if "--queue" in tokens else [overrides]
+        studies.append((comment, variants))
+    return studies
+
+
+STUDIES = readme_studies()
+
+
+def seed_torchvision_cache(torch_home: Path) -> None:
+    """A resnet18 ImageNet-layout file where `pretrained: true` looks first, so no test needs the network."""
+    url = torchvision.models.ResNet18_Weights.DEFAULT.url
+    target = torch_home / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(torchvision.models.resnet18().state_dict(), target)
+
+
+def test_the_readme_lists_a_study_for_each_comparison_the_course_runs():
+    names = " | ".join(name for name, _ in STUDIES)
+    for study in ("padded", "self-attention", "dropout", "last-block", "unfreezing", "linear probe", "warm start", "ensemble", "train/val"):
+        assert study in names, names
+
+
+def test_every_readme_study_runs_on_the_embedded_sample(tmp_path):
+    repo = project_copy(tmp_path / "baseline")
+    params = repo.params()
+    for section, values in BASE.items():
+        params[section] = values if section in ("models", "ensemble") else {**params[section], **values}
+    repo.write_params(params)
+    first_variants = []
+    for name, variants in STUDIES:
+        for index, overrides in enumerate(variants):  # every sweep value validates; the first one runs
+            check = tmp_path / f"check/{len(first_variants)}-{index}/params.yaml"
+            check.parent.mkdir(parents=True)
+            check.write_text((repo.root / "params.yaml").read_text())
+            from dvc.utils.hydra import apply_overrides
+
+            apply_overrides(check, overrides)
+            raw = read_params_file(check)
+            load_params(check, "extract", "split", "augment", "train", "ensemble", "report")
+            for model in model_names(raw):
+                resolve_model(check, model, MODEL_NAMES)
+        first_variants.append({"name": name, "overrides": variants[0]})
+    repo.commit("study baseline")
+    studies = tmp_path / "studies.json"
+    studies.write_text(json.dumps(first_variants))
+    seed_torchvision_cache(tmp_path / "torch")
+    results_path = tmp_path / "results.json"
+    subprocess.run(
+        [sys.executable, str(REPO / "tests/study_runner.py"), str(repo.root), str(tmp_path / "work"), str(studies), str(results_path)],
+        env={**repo.env, "TORCH_HOME": str(tmp_path / "torch")}, check=True, timeout=900,
+    )
+    results = json.loads(results_path.read_text())
+    failed = {name: result["error"] for name, result in results.items() if "error" in result}
+    assert not failed, "\n\n".join(f"{name}:\n{error}" for name, error in failed.items())
+    for name, result in results.items():
+        print(f"{name}: {result['seconds']:.1f} s, ran {result['ran']}")
+        assert result["ran"], name
+        assert result["report"].startswith("# Winner: "), name
+    by_name = {name: results[name]["ran"] for name, _ in STUDIES}
+    assert any(stage.startswith("finetune@") for stage in by_name[next(n for n in by_name if "warm start" in n)])
+    assert "extract" in by_name[next(n for n in by_name if "binary" in n)]
