@@ -48,7 +48,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 
 from imgcls import CPU_KERNELS
-from imgcls.data import MEAN, STD, DeviceSplit, normalize, random_crop_flip, to_device, training_batches
+from imgcls.data import DeviceSplit, normalize, random_crop_flip, to_device, training_batches
 from imgcls.models import MODEL_NAMES, build_model
 from imgcls.params import TrainParams
 from imgcls.splits import PackedSplit
@@ -128,7 +128,11 @@ def ready_batches(data: DeviceSplit, epoch: int) -> list[tuple[torch.Tensor, tor
     """
     generator = epoch_generator(0, epoch)
     batches = training_batches(len(data), BATCH, generator)
-    return [(normalize(random_crop_flip(data.images[index], TRAIN.crop_padding, TRAIN.hflip, generator)), data.labels[index]) for index in batches]
+    return [
+        (normalize(random_crop_flip(data.images[index], TRAIN.crop_padding, TRAIN.hflip, generator), TRAIN.normalize_mean, TRAIN.normalize_std),
+         data.labels[index])
+        for index in batches
+    ]
 
 
 def ceiling_epoch(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], optimizer: torch.optim.Optimizer) -> float:
@@ -224,7 +228,7 @@ def notebook_loader(images: np.ndarray, labels: np.ndarray, folder: Path) -> Dat
         transforms.RandomCrop(images.shape[1], padding=2),
         transforms.RandomHorizontalFlip(),
         transforms.ToTensor(),
-        transforms.Normalize(MEAN, STD),
+        transforms.Normalize(TRAIN.normalize_mean, TRAIN.normalize_std),
     ])
     return DataLoader(PngFolder(paths, labels, transform), batch_size=BATCH, shuffle=True, num_workers=2)
 

@@ -41,7 +41,7 @@ def main() -> None:
     device = select_device(settings.train.device)
     model = rebuild_trained(settings, len(classes), test.images.shape[1], args.checkpoint)
     model = model.to(device, memory_format=torch.channels_last)
-    logits = predict(model, to_device(test, device).images, settings.train.batch_size, device).float().cpu()
+    logits = predict(model, to_device(test, device).images, settings.train, device).float().cpu()
     y_pred = logits.argmax(1).numpy()
 
     scores = classification_scores(test.labels, y_pred, classes)

@@ -10,7 +10,7 @@ import numpy as np
 
 from imgcls.atomic import atomic_dir, read_json, write_text
 from imgcls.cli import stage_main, stage_parser
-from imgcls.curves import overlay_figure, read_curve, train_val_figure, write_curves
+from imgcls.curves import overlay_figure, read_curve, train_val_figure, write_curves, write_steps
 from imgcls.evaluation import read_predictions
 from imgcls.models import MODEL_NAMES, conv_layers
 from imgcls.params import EnsembleParams, ReportParams, TrainParams, load_params, model_names, read_params_file, resolve_model
@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="report.md; figure links assume --figures and the evaluate figures beside it")
     parser.add_argument("--figures", type=Path, required=True, help="folder for the report's PNG figures, beside --out")
     parser.add_argument("--curves", type=Path, required=True, help="CSV of every model's per-epoch curves")
+    parser.add_argument("--steps", type=Path, required=True, help="CSV of every model's logged step losses (train.log_every_steps)")
     args = parser.parse_args()
     params: ReportParams
     ensemble: EnsembleParams
@@ -61,7 +62,10 @@ def main() -> None:
                 filter_grid(tmp / f"{name}_filters.png", conv_layers(models[name])[0], f"{name}: first-layer filters")
                 links.append(f"[filters]({args.figures.name}/{name}_filters.png)")
             if shapes[name] and (params.feature_layers is None or set(params.feature_layers) & set(shapes[name])):
-                feature_maps(tmp / f"{name}_features.png", models[name], image, f"{name}: feature maps", params.feature_layers)
+                feature_maps(
+                    tmp / f"{name}_features.png", models[name], image, settings[name].train.normalize_mean,
+                    settings[name].train.normalize_std, f"{name}: feature maps", params.feature_layers,
+                )
                 links.append(f"[feature maps]({args.figures.name}/{name}_features.png)")
             summary = read_json(args.train_metrics / name / "metrics.json")
             rows.append(
@@ -82,6 +86,7 @@ def main() -> None:
         train_val_figure(tmp / "train_vs_val.png", curves)
         overlay_figure(tmp / "val_f1_macro_by_epoch.png", curves, "val_f1_macro", "val macro-F1")
     write_curves(args.curves, curves)
+    write_steps(args.steps, {name: args.train_metrics / name for name in names})
 
     verdict = pick_winner({name: scores[name] for name in names}, train.monitor)
     warnings = flags(predictions, scores, classes, "ensemble", ensemble.models)

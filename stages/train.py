@@ -18,10 +18,11 @@ from imgcls.checkpoint import code_digest, file_digest, load_weights, run_finger
 from imgcls.cli import stage_main, stage_parser
 from imgcls.data import to_device
 from imgcls.errors import ImgclsError
+from imgcls.manifest import write_csv
 from imgcls.models import MODEL_NAMES, build_model
 from imgcls.params import resolve_model
 from imgcls.splits import load_split, read_classes
-from imgcls.training import fit, select_device
+from imgcls.training import STEP_COLUMNS, fit, select_device
 
 # Per-epoch speed: kept out of the metrics so `dvc metrics diff` never reports a timing as a change.
 TIMING_KEYS = ("images_per_s", "epoch_seconds")
@@ -36,7 +37,7 @@ def main() -> None:
     parser.add_argument("--init", type=Path, help="for a finetune: entry, the best.pt of its `from` model, whose weights training starts from")
     parser.add_argument(
         "--live", type=Path, required=True,
-        help="dvclive folder: metrics.json (best epoch), plots/ (per-epoch curves), params.yaml (the settings used), timings.json",
+        help="dvclive folder: metrics.json (best epoch), plots/ (per-epoch curves), params.yaml (the settings used), timings.json, steps.csv",
     )
     args = parser.parse_args()
     settings = resolve_model(args.params, args.model, MODEL_NAMES)
@@ -98,6 +99,8 @@ def main() -> None:
                 live.summary = {"best_epoch": state.best_epoch, "best_val": {"f1_macro": best["val/f1_macro"]}}
                 live.make_summary()
                 write_json(args.live / "timings.json", {key: [r[key] for r in state.history] for key in TIMING_KEYS})
+                # Header only when train.log_every_steps is empty: dvc.yaml declares the file either way.
+                write_csv(args.live / "steps.csv", state.step_losses, STEP_COLUMNS)
         if process.is_writer:
             print(
                 f"train@{args.model}: best epoch {state.best_epoch} of {state.epoch} by {train.monitor}: "

@@ -101,7 +101,7 @@ def repo(tmp_path: Path) -> Repo:
 # Two tiny models on three small classes at 16 px: the whole pipeline in well under a minute.
 TINY = {
     "extract": {"categories": ["zero", "one", "seven"], "per_category": 40, "side_px": 16},
-    "train": {"epochs": 2, "batch_size": 32},
+    "train": {"epochs": 2, "batch_size": 32, "log_every_steps": 2},
     "models": {"net1": {}, "net2": {"epochs": 1}},
     "ensemble": {"models": ["net1", "net2"], "tie_break": "net1"},
 }

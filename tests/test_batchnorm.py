@@ -18,6 +18,7 @@ from imgcls.splits import PackedSplit, save_split
 from imgcls.training import fit, recalibrate_batchnorm
 
 CPU = torch.device("cpu")
+BATCHES_OF_16 = TrainParams(batch_size=16)
 
 
 def brightness_split(n, seed, side=16):
@@ -44,23 +45,23 @@ def test_running_statistics_are_those_of_the_layer_input_over_the_whole_split():
     torch.manual_seed(0)
     model = nn.Sequential(conv_bn_model()[:3], nn.Flatten(), nn.Dropout(0.5), nn.Linear(8 * 16 * 16, 4), nn.BatchNorm1d(4)).eval()
     data = brightness_split(40, 0)  # batches of 16, 16 and 8: unequal sizes must not skew the statistics
-    recalibrate_batchnorm(model, data, 16, CPU)
+    recalibrate_batchnorm(model, data, BATCHES_OF_16, CPU)
     conv, bn = model[0][0], model[0][1]
     with torch.no_grad():
-        inputs = conv(normalize(data.images)).double()
+        inputs = conv(normalize(data.images, BATCHES_OF_16.normalize_mean, BATCHES_OF_16.normalize_std)).double()
     torch.testing.assert_close(bn.running_mean.double(), inputs.mean((0, 2, 3)), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(bn.running_var.double(), inputs.var((0, 2, 3)), rtol=1e-5, atol=1e-5)
     assert not model.training and bn.momentum == 0.1, "the model's modes and momenta are restored"
 
     torch.manual_seed(123)
     again = {k: v.clone() for k, v in model.state_dict().items()}
-    recalibrate_batchnorm(model, data, 16, CPU)
+    recalibrate_batchnorm(model, data, BATCHES_OF_16, CPU)
     assert torch.equal(model[-1].running_var, again["4.running_var"]), "dropout is off: the pass draws no random numbers"
 
 
 def test_a_trailing_chunk_of_one_sample_does_not_crash():
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4), nn.BatchNorm1d(4)).train()
-    recalibrate_batchnorm(model, brightness_split(17, 0), 16, CPU)
+    recalibrate_batchnorm(model, brightness_split(17, 0), BATCHES_OF_16, CPU)
     assert model.training
 
 
@@ -89,7 +90,7 @@ def test_recalibration_skips_the_frozen_part_only():
     torch.manual_seed(0)
     model = build_model("resnet18", 2, 32, freeze="last_block")
     before = batchnorm_statistics(model)
-    recalibrate_batchnorm(model, brightness_split(40, 0, side=32), 16, CPU)
+    recalibrate_batchnorm(model, brightness_split(40, 0, side=32), BATCHES_OF_16, CPU)
     after = batchnorm_statistics(model)
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {k for k in before if k.startswith("layer4.")}, "the last block trains, so its statistics are recomputed"
@@ -100,7 +101,7 @@ def test_models_without_batchnorm_are_left_alone():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     calls = []
     model.register_forward_hook(lambda *args: calls.append(1))
-    recalibrate_batchnorm(model, brightness_split(32, 0), 16, CPU)
+    recalibrate_batchnorm(model, brightness_split(32, 0), BATCHES_OF_16, CPU)
     assert not calls and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 

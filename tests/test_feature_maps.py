@@ -11,10 +11,11 @@ from torch import nn
 
 from imgcls.errors import ImgclsError
 from imgcls.models import build_model
-from imgcls.params import parse_section
+from imgcls.params import TrainParams, parse_section
 from imgcls.report import check_feature_layers, conv_shapes, feature_maps, pick_feature_layers
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+IMAGENET = (TrainParams().normalize_mean, TrainParams().normalize_std)
 
 
 def _image(side: int) -> np.ndarray:
@@ -39,32 +40,32 @@ def _model(name: str, side: int) -> nn.Module:
 )
 def test_automatic_picks_skip_maps_of_2x2_or_smaller(tmp_path: Path, name: str, side: int, expected: dict) -> None:
     path = tmp_path / "features.png"
-    drawn = feature_maps(path, _model(name, side), _image(side), f"{name}: feature maps")
+    drawn = feature_maps(path, _model(name, side), _image(side), *IMAGENET, f"{name}: feature maps")
     assert drawn == expected and list(drawn) == list(expected)
     assert path.read_bytes().startswith(PNG_MAGIC)
 
 
 def test_named_layers_are_drawn_in_the_order_given(tmp_path: Path) -> None:
-    drawn = feature_maps(tmp_path / "f.png", _model("cnn", 32), _image(32), "cnn", ["features.13", "features.0"])
+    drawn = feature_maps(tmp_path / "f.png", _model("cnn", 32), _image(32), *IMAGENET, "cnn", ["features.13", "features.0"])
     assert list(drawn.items()) == [("features.13", (64, 16, 16)), ("features.0", (32, 32, 32))]
 
 
 def test_a_named_layer_another_model_has_is_left_out(tmp_path: Path) -> None:
-    drawn = feature_maps(tmp_path / "f.png", _model("net1", 32), _image(32), "net1", ["layer2.1.conv1", "features.3"])
+    drawn = feature_maps(tmp_path / "f.png", _model("net1", 32), _image(32), *IMAGENET, "net1", ["layer2.1.conv1", "features.3"])
     assert drawn == {"features.3": (32, 13, 13)}
 
 
 def test_a_named_layer_of_2x2_maps_gets_a_row_but_no_pictures(tmp_path: Path) -> None:
     model, layers = _model("cnn", 8), ["features.0", "features.26"]
     assert pick_feature_layers(conv_shapes(model, 8), layers) == layers
-    assert feature_maps(tmp_path / "f.png", model, _image(8), "cnn", layers) == {"features.0": (32, 8, 8)}
+    assert feature_maps(tmp_path / "f.png", model, _image(8), *IMAGENET, "cnn", layers) == {"features.0": (32, 8, 8)}
 
 
 def test_a_model_with_none_of_the_named_layers_names_its_conv_layers(tmp_path: Path) -> None:
     # features.1 exists but is an activation, not a convolution.
     message = r"report\.feature_layers: .*\['features\.4', 'features\.1'\].*features\.0 \(16x30x30\), features\.3 \(32x13x13\)"
     with pytest.raises(ImgclsError, match=message):
-        feature_maps(tmp_path / "f.png", _model("net1", 32), _image(32), "net1", ["features.4", "features.1"])
+        feature_maps(tmp_path / "f.png", _model("net1", 32), _image(32), *IMAGENET, "net1", ["features.4", "features.1"])
     assert not (tmp_path / "f.png").exists()
 
 
@@ -76,13 +77,13 @@ def test_a_close_name_is_suggested() -> None:
 def test_no_map_larger_than_2x2_draws_a_note(tmp_path: Path) -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.Flatten(), nn.Linear(16, 2))
     assert conv_shapes(model, 8) == {"0": (4, 2, 2)}
-    assert feature_maps(tmp_path / "f.png", model, _image(8), "tiny") == {}
+    assert feature_maps(tmp_path / "f.png", model, _image(8), *IMAGENET, "tiny") == {}
     assert (tmp_path / "f.png").read_bytes().startswith(PNG_MAGIC)
 
 
 def test_the_figure_is_byte_identical_across_runs(tmp_path: Path) -> None:
     for name in ("a.png", "b.png"):
-        feature_maps(tmp_path / name, _model("cnn", 32), _image(32), "cnn: feature maps")
+        feature_maps(tmp_path / name, _model("cnn", 32), _image(32), *IMAGENET, "cnn: feature maps")
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
 
 

@@ -291,7 +291,7 @@ def test_report_refuses_a_foreign_or_broken_checkpoint_by_name(tmp_path, case):
         "report", write_params(tmp_path), "--processed", processed(tmp_path), "--models-dir", models,
         "--predictions", tmp_path / "predictions", "--ensemble-predictions", tmp_path / "ensemble.csv",
         "--details", tmp_path / "details", "--train-metrics", tmp_path / "train",
-        "--out", out / "report.md", "--figures", out / "report", "--curves", out / "curves.csv",
+        "--out", out / "report.md", "--figures", out / "report", "--curves", out / "curves.csv", "--steps", out / "steps.csv",
     )
     assert_one_line_error(result, f"error: {models / 'net1' / 'best.pt'}: ", message)
     assert list(out.iterdir()) == [], "no report and no temporary folder"
@@ -302,7 +302,7 @@ LAST_PT = {
     "garbage": raw_bytes(b"\x00garbage" * 100),
     "empty": raw_bytes(b""),
     "a bare tensor": saved(torch.ones(4)),
-    "a dict without model": saved({"epoch": 3, "fingerprint": "x"}),
+    "a dict without model or fingerprint": saved({"epoch": 3, "optimizer": {}}),
     "another program's checkpoint": saved({"model": build_model("net2", 3, SIDE).state_dict(), "epoch": 9}),
 }
 

@@ -65,13 +65,13 @@ def test_the_saved_model_computes_what_the_head_was_trained_on(tmp_path):
     state, _ = run_probe(tmp_path, head_hidden=8, head_dropout=0.2)
     model = probe_model(head_hidden=8, head_dropout=0.2)
     model.load_state_dict(load_checkpoint(tmp_path / "best.pt")["model"])
-    logits = predict(model, VAL.images, 7, CPU)
+    logits = predict(model, VAL.images, PROBE.model_copy(update={"batch_size": 7}), CPU)
 
-    features = cache_features(model, probe_head(model), VAL, 16, CPU).features
+    features = cache_features(model, probe_head(model), VAL, PROBE, CPU).features
     torch.testing.assert_close(features.norm(dim=1), torch.ones(len(VAL)))
     with torch.no_grad():
         backbone = nn.Sequential(*list(model.children())[:-1], nn.Flatten())
-        by_hand = model.fc.classifier(nn.functional.normalize(backbone(normalize(VAL.images)), dim=1))
+        by_hand = model.fc.classifier(nn.functional.normalize(backbone(normalize(VAL.images, PROBE.normalize_mean, PROBE.normalize_std)), dim=1))
     torch.testing.assert_close(logits, by_hand, rtol=1e-4, atol=1e-5)
     best = state.history[state.best_epoch - 1]
     assert nn.functional.cross_entropy(logits, VAL.labels).item() == pytest.approx(best["val/loss"], rel=1e-4), (

@@ -42,6 +42,23 @@ def test_bad_split_fractions_name_the_key(fractions, message):
         parse_section("split", {"fractions": fractions})
 
 
+@pytest.mark.parametrize(
+    ("key", "values", "message"),
+    [
+        ("normalize_mean", [123.7, 116.3, 103.5], r"train\.normalize_mean: .*0-1 pixel scale \(0 <= mean <= 1\)"),
+        ("normalize_std", [0.5, 0.0, 0.5], r"train\.normalize_std: .*0-1 pixel scale \(0 < std <= 1\)"),
+        ("normalize_std", [0.5, 0.5], r"train\.normalize_std: too few values, item 2 \(counting from 0\) is missing"),
+    ],
+)
+def test_normalisation_statistics_must_be_three_on_the_unit_scale(key, values, message):
+    with pytest.raises(ImgclsError, match=message):
+        parse_section("train", {key: values})
+
+
+def test_normalisation_statistics_written_by_dvc_as_strings_are_numbers():
+    assert parse_section("train", {"normalize_mean": ["5e-01", 0.5, 0.5]}).normalize_mean == (0.5, 0.5, 0.5)
+
+
 def test_missing_required_key_is_named():
     with pytest.raises(ImgclsError, match=r"extract\.images: required key is missing"):
         parse_section("extract", {"annotations": "a.json", "categories": ["a", "b"]})

@@ -57,6 +57,9 @@ def assert_a_review_fits_on_one_screen(tiny):
     plots = json.loads(tiny.run("dvc", "plots", "show", "--json").stdout)["data"]
     overlaid = plots["Validation macro-F1 by epoch, every model"][0]["content"]
     assert {row["model"] for row in overlaid["data"]["values"]} == {"net1", "net2"}
+    steps = plots["Training loss by step, every model (train.log_every_steps)"][0]["content"]["data"]["values"]
+    assert {row["model"] for row in steps} == {"net1", "net2"}
+    assert all(int(row["step"]) % 2 == 0 and float(row["loss"]) > 0 for row in steps), "every second step, as TINY sets"
     images = {path for path, entries in plots.items() if entries and entries[0]["type"] == "image"}
     for expected in ("metrics/figures/net1/confusion.png", "metrics/figures/ensemble/confusion.png",
                      "metrics/report/f1_macro_by_model.png", "metrics/dataset/class_samples.png"):

@@ -61,7 +61,7 @@ def seed_torchvision_cache(torch_home: Path) -> None:
 
 def test_the_readme_lists_a_study_for_each_comparison_the_course_runs():
     names = " | ".join(name for name, _ in STUDIES)
-    for study in ("padded", "self-attention", "dropout", "last-block", "unfreezing", "linear probe", "warm start", "ensemble", "train/val"):
+    for study in ("padded", "self-attention", "dropout", "last-block", "unfreezing", "linear probe", "warm start", "ensemble", "train/val", "normalisation", "per-iteration"):
         assert study in names, names
 
 

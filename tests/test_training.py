@@ -9,7 +9,7 @@ import torch
 
 from conftest import Killed, die_after_first_epoch
 from imgcls.checkpoint import code_digest, load_checkpoint, run_fingerprint, save_checkpoint
-from imgcls.data import DeviceSplit, batch_indices, random_crop_flip, training_batches
+from imgcls.data import DeviceSplit, batch_indices, normalize, random_crop_flip, training_batches
 from imgcls.models import build_model
 from imgcls.params import TrainParams
 from imgcls.training import fit, make_scheduler
@@ -29,8 +29,11 @@ def tiny_split(n, seed):
 TRAIN, VAL = tiny_split(96, 0), tiny_split(30, 1)
 
 
-def run(tmp_path, epochs=3, arch="net2", on_epoch=lambda e, r: None, unfreeze_at_epoch=None, **options):
-    train = TrainParams(epochs=epochs, batch_size=16, lr=3e-3, seed=7, hflip=True, crop_padding=1, scheduler="step", step_size=1, gamma=0.5)
+def run(tmp_path, epochs=3, arch="net2", on_epoch=lambda e, r: None, unfreeze_at_epoch=None, log_every_steps=4, **options):
+    train = TrainParams(
+        epochs=epochs, batch_size=16, lr=3e-3, seed=7, hflip=True, crop_padding=1, scheduler="step", step_size=1, gamma=0.5,
+        log_every_steps=log_every_steps,
+    )
     torch.manual_seed(train.seed)
     model = build_model(arch, 3, 16 if arch != "resnet18" else 32, **options)
     fingerprint = run_fingerprint({"epochs": epochs, "arch": arch})
@@ -60,6 +63,18 @@ def test_killed_run_resumes_from_last_pt_to_the_same_result(tmp_path, arch):
     keys = ("train/loss", "val/loss", "val/acc", "val/f1_macro", "lr")
     assert [[r[k] for k in keys] for r in resumed.history] == [[r[k] for k in keys] for r in reference.history]
     assert all(torch.equal(a, b) for a, b in zip(reference_model.state_dict().values(), resumed_model.state_dict().values()))
+    assert resumed.step_losses == reference.step_losses and [r["step"] for r in resumed.step_losses] == [4, 8, 12, 16]
+
+
+def test_logged_step_losses_are_the_epochs_batch_losses(tmp_path):
+    state, _ = run(tmp_path, log_every_steps=1)
+    steps_per_epoch = len(TRAIN) // 16
+    assert state.steps == 3 * steps_per_epoch
+    assert [(r["step"], r["epoch"]) for r in state.step_losses] == [(s, (s - 1) // steps_per_epoch + 1) for s in range(1, state.steps + 1)]
+    for epoch, record in enumerate(state.history, start=1):
+        losses = [r["loss"] for r in state.step_losses if r["epoch"] == epoch]
+        assert np.mean(losses) == pytest.approx(record["train/loss"], rel=1e-5), "equal batches: the epoch loss is their mean"
+    assert run(tmp_path / "off", log_every_steps=None)[0].step_losses == []
 
 
 def test_checkpoint_from_other_settings_is_not_resumed(tmp_path):
@@ -68,6 +83,15 @@ def test_checkpoint_from_other_settings_is_not_resumed(tmp_path):
     state, _ = run(tmp_path, epochs=3, on_epoch=lambda e, r: logged.append(e))
     assert state.epoch == 3 and logged == [1, 2, 3]
     assert load_checkpoint(tmp_path / "last.pt")["fingerprint"] == run_fingerprint({"epochs": 3, "arch": "net2"})
+
+
+def test_a_last_pt_of_older_code_is_not_resumed_nor_set_aside(tmp_path):
+    """A checkpoint written before a key was added (here the step log) is another fingerprint, not a corrupt file."""
+    save_checkpoint(tmp_path / "last.pt", {"model": {}, "fingerprint": "older code", "epoch": 1})
+    logged = []
+    state, _ = run(tmp_path, epochs=1, on_epoch=lambda e, r: logged.append(e))
+    assert logged == [1] and state.steps == len(TRAIN) // 16
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"], "nothing set aside as corrupt"
 
 
 def test_best_checkpoint_and_last_checkpoint_contents(tmp_path):
@@ -103,6 +127,18 @@ def test_rebuilt_scheduler_is_fast_forwarded():
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     make_scheduler(optimizer, params, completed_epochs=3)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.125)
+
+
+@pytest.mark.parametrize("mean, std", [((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_inputs_are_normalised_with_the_statistics_given(mean, std, channels_last):
+    images = torch.randint(0, 256, (3, 3, 5, 7), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    by_hand = (images.double() / 255 - torch.tensor(mean, dtype=torch.double).view(1, 3, 1, 1)) / torch.tensor(std, dtype=torch.double).view(1, 3, 1, 1)
+    normalised = normalize(images, mean, std)
+    assert normalised.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(normalised.double(), by_hand, rtol=1e-5, atol=1e-5)
 
 
 def test_batch_augmentation_draws_per_sample():

@@ -41,21 +41,29 @@ def load_checkpoint(path: Path, keys: Collection[str] = ("model",)) -> dict[str,
     It must be a dict holding `keys`, its `model` a state_dict: a bare tensor or another
     program's file is refused with one line naming it.
     """
-    expected = f"expected a checkpoint of the train stage: a dict with {sorted(keys)}"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ImgclsError(f"{path}: checkpoint not found; run the train stage first") from None
     except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise ImgclsError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {_first_sentence(str(exc))}); {expected}") from None
+        raise ImgclsError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {_first_sentence(str(exc))}); {_expected(keys)}") from None
     if not isinstance(state, dict):
-        raise ImgclsError(f"{path}: holds a {type(state).__name__}; {expected}")
+        raise ImgclsError(f"{path}: holds a {type(state).__name__}; {_expected(keys)}")
+    return check_checkpoint(path, state, keys)
+
+
+def check_checkpoint(path: Path, state: dict[str, Any], keys: Collection[str]) -> dict[str, Any]:
+    """`state`, loaded from `path`, if it holds `keys` (its `model` a state_dict); else one line naming what is wrong."""
     missing = [key for key in keys if key not in state]
     if missing:
-        raise ImgclsError(f"{path}: has no {missing} (it holds {_some(map(str, state))}); {expected}")
+        raise ImgclsError(f"{path}: has no {missing} (it holds {_some(map(str, state))}); {_expected(keys)}")
     if "model" in keys and not _is_state_dict(state["model"]):
-        raise ImgclsError(f"{path}: its 'model' is a {type(state['model']).__name__}, not a state_dict of named tensors; {expected}")
+        raise ImgclsError(f"{path}: its 'model' is a {type(state['model']).__name__}, not a state_dict of named tensors; {_expected(keys)}")
     return state
+
+
+def _expected(keys: Collection[str]) -> str:
+    return f"expected a checkpoint of the train stage: a dict with {sorted(keys)}"
 
 
 def _some(names: Iterable[str], shown: int = 5) -> str:

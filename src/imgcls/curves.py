@@ -1,7 +1,8 @@
 """Every model's per-epoch curves side by side: one CSV for `dvc plots`, two figures for the report.
 
-The train stage logs each epoch with dvclive (`<live>/plots/metrics/<name>.tsv`); this module
-gathers those files across models, so a chart can overlay the models or set train beside val.
+The train stage logs each epoch with dvclive (`<live>/plots/metrics/<name>.tsv`), and with
+`train.log_every_steps` every n-th step's loss (`<live>/steps.csv`); this module gathers those
+files across models, so a chart can overlay the models or set train beside val.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 
 from imgcls.errors import ImgclsError
 from imgcls.figures import plt, save_figure
-from imgcls.manifest import write_csv
+from imgcls.manifest import read_csv, write_csv
 
 # dvclive metric name -> curves.csv column, in the order the columns are written.
 SERIES = {
@@ -27,6 +28,10 @@ SERIES = {
 CURVE_COLUMNS = ("model", "epoch", *SERIES.values())
 
 Curve = list[dict[str, float]]  # one row per epoch: {"epoch": 1, "train_loss": ..., ...}
+
+# The train stage's steps.csv, as imgcls.training.STEP_COLUMNS writes it; not imported from there, since
+# that module brings torch and scikit-learn to a stage that only reads a CSV.
+STEP_COLUMNS = ("step", "epoch", "loss")
 
 
 def read_curve(live_dir: Path) -> Curve:
@@ -48,6 +53,15 @@ def read_curve(live_dir: Path) -> Curve:
 def write_curves(path: Path, curves: Mapping[str, Curve]) -> None:
     """Long format, a row per model and epoch: what the `.dvc/plots` templates colour by model."""
     write_csv(path, [{"model": name, **row} for name, curve in curves.items() for row in curve], CURVE_COLUMNS)
+
+
+def write_steps(path: Path, live_dirs: Mapping[str, Path]) -> None:
+    """Every model's logged step losses in long format, a row per model and step, for the overlaid `dvc plots` chart."""
+    rows = []
+    for name, live_dir in live_dirs.items():
+        source = live_dir / "steps.csv"
+        rows += [{"model": name, **row} for row in read_csv(source, STEP_COLUMNS)]
+    write_csv(path, rows, ("model", *STEP_COLUMNS))
 
 
 def train_val_figure(path: Path, curves: Mapping[str, Curve]) -> None:

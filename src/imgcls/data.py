@@ -18,9 +18,7 @@ import torch
 
 from imgcls.splits import PackedSplit
 
-# ImageNet statistics: what torchvision's pretrained weights expect, and harmless for scratch nets.
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+Channels = tuple[float, float, float]  # one value per RGB channel, on the 0-1 pixel scale
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,9 @@ def training_batches(n: int, batch_size: int, generator: torch.Generator | None,
 
 
 @functools.lru_cache(maxsize=16)
-def _mean_std_images(height: int, width: int, channels_last: bool, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _mean_std_images(
+    mean: Channels, std: Channels, height: int, width: int, channels_last: bool, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The mean and std times 255 as whole (1, 3, H, W) float images, laid out like the batch they scale.
 
     Broadcast from (1, 3, 1, 1) over a channels_last batch, the innermost loop is three floats
@@ -76,18 +76,24 @@ def _mean_std_images(height: int, width: int, channels_last: bool, device: torch
     """
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     shape = (1, 3, height, width)
-    mean = (torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255).expand(shape).contiguous(memory_format=memory_format)
-    std = (torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255).expand(shape).contiguous(memory_format=memory_format)
-    return mean, std
+
+    def whole_image(values: Channels) -> torch.Tensor:
+        return (torch.tensor(values, device=device).view(1, 3, 1, 1) * 255).expand(shape).contiguous(memory_format=memory_format)
+
+    return whole_image(mean), whole_image(std)
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, H, W) to float, scaled by the ImageNet mean and std, kept channels_last."""
+def normalize(images: torch.Tensor, mean: Channels, std: Channels) -> torch.Tensor:
+    """uint8 (B, 3, H, W) to float (x / 255 - mean) / std per channel, kept channels_last.
+
+    `mean` and `std` are `train.normalize_mean` / `normalize_std`: training, evaluation and
+    prediction must all pass the model's own, or it sees inputs it was never trained on.
+    """
     floats = images.float()
     channels_last = floats.is_contiguous(memory_format=torch.channels_last) and not floats.is_contiguous()
-    mean, std = _mean_std_images(floats.shape[2], floats.shape[3], channels_last, floats.device)
+    mean_image, std_image = _mean_std_images(tuple(mean), tuple(std), floats.shape[2], floats.shape[3], channels_last, floats.device)
     # In place on the fresh float copy: out-of-place arithmetic allocated two more batches and took 5x as long on CPU.
-    return floats.sub_(mean).div_(std).contiguous(memory_format=torch.channels_last)
+    return floats.sub_(mean_image).div_(std_image).contiguous(memory_format=torch.channels_last)
 
 
 @functools.lru_cache(maxsize=16)

@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -180,6 +181,20 @@ class TrainParams(Section):
     rotation_deg: Float = Field(0.0, ge=0, le=180)
     compile: bool = False
     nproc: Int = Field(1, gt=0)
+    log_every_steps: Int | None = Field(None, gt=0)
+    # ImageNet's channel statistics, which torchvision's pretrained weights expect; many course notebooks use 0.5s.
+    normalize_mean: tuple[Float, Float, Float] = (0.485, 0.456, 0.406)
+    normalize_std: tuple[Float, Float, Float] = (0.229, 0.224, 0.225)
+
+    @field_validator("normalize_mean", "normalize_std")
+    @classmethod
+    def _on_the_unit_scale(cls, values: tuple[float, float, float], info: ValidationInfo) -> tuple[float, float, float]:
+        # Pixels are divided by 255 first: 0-255 statistics (123.7, 58.4) would leave the inputs all but constant.
+        low_ok = all(v > 0 for v in values) if info.field_name == "normalize_std" else all(v >= 0 for v in values)
+        if not low_ok or any(v > 1 for v in values):
+            bound = "0 < std <= 1" if info.field_name == "normalize_std" else "0 <= mean <= 1"
+            raise ValueError(f"one value per RGB channel on the 0-1 pixel scale ({bound}), e.g. ImageNet's or [0.5, 0.5, 0.5]")
+        return values
 
     @model_validator(mode="after")
     def _sgd_only_options(self) -> TrainParams:
@@ -274,6 +289,8 @@ def _describe(section: str, known: Collection[str], error: dict[str, Any]) -> st
     key = _key_path(section, error["loc"])
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key{_hint(str(error['loc'][-1]), sorted(known), 'valid keys')}"
+    if error["type"] == "missing" and isinstance(error["loc"][-1], int):
+        return f"{_key_path(section, error['loc'][:-1])}: too few values, item {error['loc'][-1]} (counting from 0) is missing"
     if error["type"] == "missing":
         return f"{key}: required key is missing"
     message = error["msg"].removeprefix("Value error, ")

@@ -19,7 +19,7 @@ from imgcls.errors import ImgclsError
 from imgcls.folder import IMAGE_SUFFIXES
 from imgcls.images import BadImageError, decode, fit_within, to_rgb8, to_square
 from imgcls.models import MODEL_NAMES
-from imgcls.params import ExtractParams, NormalizeParams, load_params, resolve_model
+from imgcls.params import ExtractParams, NormalizeParams, TrainParams, load_params, resolve_model
 from imgcls.rebuild import rebuild_trained
 from imgcls.splits import read_classes
 from imgcls.training import predict, select_device
@@ -57,11 +57,12 @@ def preprocess(path: Path, side: int, resize: Literal["pad", "stretch"]) -> np.n
     return to_square(to_rgb8(fit_within(pixels, side)), side, resize)
 
 
-def class_probabilities(model: nn.Module, images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Softmax over the classes for (N, H, W, 3) uint8 RGB images, the model run as evaluation runs it."""
+def class_probabilities(model: nn.Module, images: np.ndarray, train: TrainParams, device: torch.device) -> torch.Tensor:
+    """Softmax over the classes for (N, H, W, 3) uint8 RGB images, the model run as evaluation runs it
+    (`train` being its resolved settings: batch size and input normalisation)."""
     # NHWC permuted to NCHW is channels_last, as the model is.
     batch = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(device)
-    return predict(model, batch, len(batch), device).softmax(1).cpu()
+    return predict(model, batch, train, device).softmax(1).cpu()
 
 
 def _read(path: Path, side: int, resize: Literal["pad", "stretch"]) -> np.ndarray | str:
@@ -105,7 +106,7 @@ def predict_files(
         chunk = files[start : start + settings.train.batch_size]
         read = [_read(path, extract.side_px, params.resize) for path in chunk]
         images = [r for r in read if isinstance(r, np.ndarray)]
-        probabilities = iter(class_probabilities(model, np.stack(images), device) if images else ())
+        probabilities = iter(class_probabilities(model, np.stack(images), settings.train, device) if images else ())
         for path, result in zip(chunk, read):
             if isinstance(result, str):
                 predictions.append(Prediction(path, error=result))

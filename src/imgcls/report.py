@@ -12,7 +12,7 @@ import torch
 from matplotlib.axes import Axes
 from torch import nn
 
-from imgcls.data import normalize
+from imgcls.data import Channels, normalize
 from imgcls.errors import ImgclsError
 from imgcls.figures import plt, save_figure
 
@@ -54,8 +54,8 @@ def filter_grid(path: Path, conv: nn.Conv2d, title: str) -> None:
     save_figure(fig, path)
 
 
-def _conv_outputs(model: nn.Module, image: np.ndarray) -> dict[str, tuple[Shape, np.ndarray]]:
-    """Each Conv2d's output for one HxWx3 uint8 image, by module name in forward order: its shape and first channels."""
+def _conv_outputs(model: nn.Module, inputs: torch.Tensor) -> dict[str, tuple[Shape, np.ndarray]]:
+    """Each Conv2d's output for a (1, 3, H, W) float input, by module name in forward order: its shape and first channels."""
     convs = {name: module for name, module in model.named_modules() if isinstance(module, nn.Conv2d)}
     captured: dict[str, tuple[Shape, np.ndarray]] = {}
 
@@ -66,7 +66,7 @@ def _conv_outputs(model: nn.Module, image: np.ndarray) -> dict[str, tuple[Shape,
     hooks = [module.register_forward_hook(lambda _m, _i, out, name=name: keep(name, out)) for name, module in convs.items()]
     try:
         with torch.no_grad():
-            model.eval()(normalize(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]))
+            model.eval()(inputs)
     finally:
         for hook in hooks:
             hook.remove()
@@ -75,8 +75,7 @@ def _conv_outputs(model: nn.Module, image: np.ndarray) -> dict[str, tuple[Shape,
 
 def conv_shapes(model: nn.Module, image_size: int) -> dict[str, Shape]:
     """Every Conv2d's name and (C, H, W) output for one square image of `image_size` px, in forward order."""
-    blank = np.zeros((image_size, image_size, 3), np.uint8)
-    return {name: shape for name, (shape, _) in _conv_outputs(model, blank).items()}
+    return {name: shape for name, (shape, _) in _conv_outputs(model, torch.zeros(1, 3, image_size, image_size)).items()}
 
 
 def _drawable(shape: Shape) -> bool:
@@ -138,13 +137,16 @@ def _feature_row(axes: Sequence[Axes], name: str, shape: Shape, channels: np.nda
             ax.imshow(channel, cmap="viridis")
 
 
-def feature_maps(path: Path, model: nn.Module, image: np.ndarray, title: str, layers: Sequence[str] | None = None) -> dict[str, Shape]:
-    """A few channels of each picked convolution's output for one image (see `pick_feature_layers`), a row per layer.
+def feature_maps(
+    path: Path, model: nn.Module, image: np.ndarray, mean: Channels, std: Channels, title: str, layers: Sequence[str] | None = None
+) -> dict[str, Shape]:
+    """A few channels of each picked convolution's output for one HxWx3 uint8 image, normalised with the model's
+    `mean` and `std` as in training (see `pick_feature_layers`), a row per layer.
 
     Returns the layers drawn with their (C, H, W) shapes; a named layer whose maps are 2x2 or smaller gets a
     labelled row saying so instead of pictures, and is not returned.
     """
-    outputs = _conv_outputs(model, image)
+    outputs = _conv_outputs(model, normalize(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None], mean, std))
     picked = pick_feature_layers({name: shape for name, (shape, _) in outputs.items()}, layers)
     rows = max(1, len(picked))
     height = rows * 1.05 + 0.4

@@ -8,10 +8,11 @@ augmentations and dropout masks an uninterrupted run would have drawn.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from tqdm import tqdm
 
-from imgcls.checkpoint import load_checkpoint, save_checkpoint, set_aside
+from imgcls.checkpoint import check_checkpoint, load_checkpoint, save_checkpoint, set_aside
 from imgcls.data import DeviceSplit, batch_indices, crop_flip, crop_flip_draws, normalize, rotate, rotation_angles, training_batches
 from imgcls.distributed import sum_across_processes
 from imgcls.errors import ImgclsError
@@ -31,6 +32,8 @@ from imgcls.models import frozen_batchnorm, probe_head, unfreeze_all
 from imgcls.params import TrainParams
 
 EpochRecord = dict[str, float]
+StepRecord = dict[str, float]  # {"step": n, "epoch": e, "loss": the batch's training loss}
+STEP_COLUMNS = ("step", "epoch", "loss")  # a StepRecord's keys, as the train stage's steps.csv lists them
 
 
 def select_device(name: str) -> torch.device:
@@ -145,7 +148,7 @@ def _augmented_batches(
             images = crop_flip(data.images, _joined(offsets), _joined(flips), index)
             labels = data.labels.index_select(0, index)  # a third of the time of data.labels[index]
         with _phase("normalise"):
-            images = normalize(images)
+            images = normalize(images, train.normalize_mean, train.normalize_std)
         for batch_images, batch_labels, batch_angles in zip(images.split(sizes), labels.split(sizes), angles):
             with _phase("rotation"):
                 # After normalising: rotation interpolates, so it needs floats.
@@ -163,20 +166,36 @@ def train_one_epoch(
     device: torch.device,
     shard: tuple[int, int] = (0, 1),
     desc: str = "train",
+    on_step: Callable[[torch.Tensor], None] = lambda loss: None,
 ) -> EpochRecord:
+    """One pass over `data` in augmented batches; `on_step` gets each step's loss, still on the device."""
+    with _phase("index draw"):
+        batches = training_batches(len(data), train.batch_size // shard[1], generator, shard)
+    augmented = _augmented_batches(data, batches, train, generator, device)
+    return _optimizer_steps(model, augmented, len(batches), optimizer, criterion, device, shard, desc, on_step)
+
+
+def _optimizer_steps(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    steps: int,
+    optimizer: torch.optim.Optimizer,
+    criterion: nn.Module,
+    device: torch.device,
+    shard: tuple[int, int],
+    desc: str,
+    on_step: Callable[[torch.Tensor], None],
+) -> EpochRecord:
+    """A step per (inputs, labels) batch: the epoch loop of whole-model training and of a linear probe alike."""
     model.train()
     total_loss = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
     predictions: list[torch.Tensor] = []
     targets: list[torch.Tensor] = []
     seen = 0
     start = time.perf_counter()
-    with _phase("index draw"):
-        batches = training_batches(len(data), train.batch_size // shard[1], generator, shard)
-    augmented = _augmented_batches(data, batches, train, generator, device)
-    for images, labels in tqdm(augmented, total=len(batches), desc=desc, unit="batch", leave=False, disable=shard[0] != 0):
+    for inputs, labels in tqdm(batches, total=steps, desc=desc, unit="batch", leave=False, disable=shard[0] != 0):
         with _phase("forward"), autocast(device):
-            logits = model(images)
+            logits = model(inputs)
             loss = criterion(logits, labels)
         with _phase("optimizer"):
             optimizer.zero_grad(set_to_none=True)
@@ -191,9 +210,9 @@ def train_one_epoch(
             predictions.append(logits.argmax(1))
             targets.append(labels)
             seen += len(labels)
+            on_step(loss.detach())
     with _phase("bookkeeping"):
-        if predictions:
-            correct = (torch.cat(predictions) == torch.cat(targets)).sum()
+        correct = (torch.cat(predictions) == torch.cat(targets)).sum() if predictions else torch.zeros((), dtype=torch.long, device=device)
         total_loss, correct, counted = sum_across_processes(total_loss, correct, torch.tensor(seen, device=device))
         elapsed = time.perf_counter() - start
         seen = int(counted.item())
@@ -201,20 +220,21 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
-    """Logits for every image of a uint8 (N, 3, H, W) batch on `device`, in order."""
+def predict(model: nn.Module, images: torch.Tensor, train: TrainParams, device: torch.device) -> torch.Tensor:
+    """Logits for every image of a uint8 (N, 3, H, W) batch on `device`, in order, `train.batch_size` at a time,
+    normalised with the model's `train.normalize_mean` / `normalize_std`."""
     model.eval()
     outputs = []
-    for index in batch_indices(len(images), batch_size, None):
+    for index in batch_indices(len(images), train.batch_size, None):
         index = index.to(device)
-        batch = normalize(images[index])
+        batch = normalize(images[index], train.normalize_mean, train.normalize_std)
         with autocast(device):
             outputs.append(model(batch).float())
     return torch.cat(outputs)
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, data: DeviceSplit, batch_size: int, device: torch.device) -> None:
+def recalibrate_batchnorm(model: nn.Module, data: DeviceSplit, train: TrainParams, device: torch.device) -> None:
     """Set every BatchNorm layer's running mean and variance to those of its input over `data`.
 
     With a few steps an epoch, momentum-averaged statistics lag the weights so far that eval
@@ -246,10 +266,10 @@ def recalibrate_batchnorm(model: nn.Module, data: DeviceSplit, batch_size: int, 
         layer.momentum = 1.0
         hooks.append(layer.register_forward_hook(keep_batch_statistics))
     try:
-        for index in training_batches(len(data), batch_size, None):
+        for index in training_batches(len(data), train.batch_size, None):
             index = index.to(device)
             with autocast(device):
-                model(normalize(data.images[index]))
+                model(normalize(data.images[index], train.normalize_mean, train.normalize_std))
     finally:
         for layer, momentum, hook in zip(layers, momenta, hooks):
             layer.momentum = momentum
@@ -267,8 +287,8 @@ def recalibrate_batchnorm(model: nn.Module, data: DeviceSplit, batch_size: int, 
         layer.running_var.copy_(var * total / (total - 1))  # unbiased, as BatchNorm keeps it
 
 
-def evaluate(model: nn.Module, data: DeviceSplit, criterion: nn.Module, batch_size: int, device: torch.device) -> EpochRecord:
-    return score(predict(model, data.images, batch_size, device), data.labels, criterion)
+def evaluate(model: nn.Module, data: DeviceSplit, criterion: nn.Module, train: TrainParams, device: torch.device) -> EpochRecord:
+    return score(predict(model, data.images, train, device), data.labels, criterion)
 
 
 def score(logits: torch.Tensor, labels: torch.Tensor, criterion: nn.Module) -> EpochRecord:
@@ -294,12 +314,12 @@ class FeatureSplit:
         return self.labels.shape[0]
 
 
-def cache_features(model: nn.Module, head: nn.Module, data: DeviceSplit, batch_size: int, device: torch.device) -> FeatureSplit:
+def cache_features(model: nn.Module, head: nn.Module, data: DeviceSplit, train: TrainParams, device: torch.device) -> FeatureSplit:
     """What `head` receives from the rest of `model` for each image of `data`, in order, computed as `predict` runs the model."""
     captured: list[torch.Tensor] = []
     hook = head.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0].float()))
     try:
-        predict(model, data.images, batch_size, device)
+        predict(model, data.images, train, device)
     finally:
         hook.remove()
     return FeatureSplit(torch.cat(captured), data.labels)
@@ -314,30 +334,13 @@ def train_probe_epoch(
     generator: torch.Generator,
     device: torch.device,
     shard: tuple[int, int] = (0, 1),
+    on_step: Callable[[torch.Tensor], None] = lambda loss: None,
 ) -> EpochRecord:
     """`train_one_epoch` for a linear probe: the head alone, on cached features (never augmented)."""
-    head.train()
-    total_loss = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    seen = 0
-    start = time.perf_counter()
     # The head has no BatchNorm, so unlike training_batches a trailing batch of one is kept.
-    for index in batch_indices(len(data), train.batch_size // shard[1], generator, shard):
-        index = index.to(device)
-        labels = data.labels[index]
-        with autocast(device):
-            logits = head(data.features[index])
-            loss = criterion(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total_loss += loss.detach() * len(index)
-        correct += (logits.argmax(1) == labels).sum()
-        seen += len(index)
-    total_loss, correct, counted = sum_across_processes(total_loss, correct, torch.tensor(seen, device=device))
-    elapsed = time.perf_counter() - start
-    seen = int(counted.item())
-    return {"loss": total_loss.item() / seen, "acc": correct.item() / seen, "images_per_s": seen / elapsed, "seconds": elapsed}
+    batches = [index.to(device) for index in batch_indices(len(data), train.batch_size // shard[1], generator, shard)]
+    pairs = ((data.features[index], data.labels[index]) for index in batches)
+    return _optimizer_steps(head, pairs, len(batches), optimizer, criterion, device, shard, "probe", on_step)
 
 
 @torch.no_grad()
@@ -371,6 +374,16 @@ class RunState:
     best_epoch: int = 0
     bad_epochs: int = 0
     history: list[EpochRecord] = field(default_factory=list)
+    steps: int = 0  # optimizer steps taken
+    step_losses: list[StepRecord] = field(default_factory=list)  # every train.log_every_steps-th step's batch loss
+
+
+def _count_step(state: RunState, epoch: int, log_every_steps: int | None, loss: torch.Tensor) -> None:
+    """Count an optimizer step and keep its loss when it is a logged one (this process's batch, under DDP)."""
+    state.steps += 1
+    if log_every_steps is not None and state.steps % log_every_steps == 0:
+        # .item() waits for a GPU to finish the step: paid on the logged steps only.
+        state.step_losses.append({"step": state.steps, "epoch": epoch, "loss": loss.item()})
 
 
 def monitor_score(record: EpochRecord, monitor: str) -> float:
@@ -392,13 +405,15 @@ def _resume(path: Path, best_path: Path, fingerprint: str, train: TrainParams, l
     if not path.is_file():
         return None
     try:
-        state = load_checkpoint(path, ("model", "optimizer", "scheduler", "fingerprint", *(f.name for f in fields(RunState))))
+        state = load_checkpoint(path, ("fingerprint",))
+        if state["fingerprint"] != fingerprint:
+            # Checked first: older code may not have written every key this code resumes from.
+            log(f"{path}: written under different settings, data or code; starting afresh")
+            return None
+        check_checkpoint(path, state, ("model", "optimizer", "scheduler", *(f.name for f in fields(RunState))))
     except ImgclsError as exc:
         # Truncated by a full disk, or another program's file: useless for resuming, but kept for a look.
         log(f"{exc}; moved it to {set_aside(path)} and starting afresh")
-        return None
-    if state["fingerprint"] != fingerprint:
-        log(f"{path}: written under different settings, data or code; starting afresh")
         return None
     try:
         best_fingerprint = load_checkpoint(best_path).get("fingerprint") if best_path.is_file() else None
@@ -462,7 +477,7 @@ def fit(
     criterion = make_criterion(train, train_data.labels, num_classes)
     if head is not None:
         started = time.perf_counter()
-        train_features, val_features = (cache_features(model, head, split, train.batch_size, device) for split in (train_data, val_data))
+        train_features, val_features = (cache_features(model, head, split, train, device) for split in (train_data, val_data))
         log(f"probe: cached the features of {len(train_data)} train and {len(val_data)} val images in {time.perf_counter() - started:.1f} s")
     for epoch in range(state.epoch + 1, train.epochs + 1):
         if _finished(state, train):
@@ -475,16 +490,20 @@ def fit(
             optimizer = make_optimizer(trained, train)
             scheduler = make_scheduler(optimizer, train, completed_epochs=epoch - 1)
         torch.manual_seed(epoch_seed(train.seed, epoch))  # dropout masks
+        on_step = functools.partial(_count_step, state, epoch, train.log_every_steps)
         if head is not None:
-            fit_stats = train_probe_epoch(trained, train_features, optimizer, criterion, train, epoch_generator(train.seed, epoch), device, shard)
+            fit_stats = train_probe_epoch(
+                trained, train_features, optimizer, criterion, train, epoch_generator(train.seed, epoch), device, shard, on_step
+            )
             val_stats = evaluate_probe(head, val_features, criterion, device)
         else:
             fit_stats = train_one_epoch(
-                trained, train_data, optimizer, criterion, train, epoch_generator(train.seed, epoch), device, shard, f"epoch {epoch}/{train.epochs}"
+                trained, train_data, optimizer, criterion, train, epoch_generator(train.seed, epoch), device, shard,
+                f"epoch {epoch}/{train.epochs}", on_step,
             )
             # On the unwrapped model, so each DDP rank recomputes the same statistics from the whole split.
-            recalibrate_batchnorm(model, train_data, train.batch_size, device)
-            val_stats = evaluate(model, val_data, criterion, train.batch_size, device)
+            recalibrate_batchnorm(model, train_data, train, device)
+            val_stats = evaluate(model, val_data, criterion, train, device)
         record = {
             "train/loss": fit_stats["loss"],
             "train/acc": fit_stats["acc"],
