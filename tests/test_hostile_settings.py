@@ -26,6 +26,7 @@ from imgcls.data import DeviceSplit
 from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES, build_model
 from imgcls.params import TrainParams, load_params, resolve_model
+from imgcls.rebuild import rebuild_trained
 from imgcls.training import fit
 
 CLASSES = ["a", "b", "c"]
@@ -265,7 +266,18 @@ CHECKPOINTS = {
 
 
 @pytest.mark.parametrize("case", list(CHECKPOINTS), ids=list(CHECKPOINTS))
-def test_evaluate_refuses_a_foreign_or_broken_checkpoint_by_name(tmp_path, case):
+def test_a_foreign_or_broken_checkpoint_is_refused_by_name(tmp_path, case):
+    """What evaluate, the report and predict get from rebuild_trained, in-process: a stage run per case would cost seconds each."""
+    make, message = CHECKPOINTS[case]
+    checkpoint = tmp_path / "best.pt"
+    make(checkpoint)
+    with pytest.raises(ImgclsError) as refused:
+        rebuild_trained(resolve_model(write_params(tmp_path), "net1", MODEL_NAMES), len(CLASSES), SIDE, checkpoint)
+    assert str(refused.value).startswith(f"{checkpoint}: ") and message in str(refused.value), refused.value
+
+
+@pytest.mark.parametrize("case", ["another model's weights", "truncated file"])
+def test_evaluate_refuses_a_foreign_or_broken_checkpoint_in_one_line(tmp_path, case):
     make, message = CHECKPOINTS[case]
     checkpoint = tmp_path / "best.pt"
     make(checkpoint)
@@ -279,9 +291,8 @@ def test_evaluate_refuses_a_foreign_or_broken_checkpoint_by_name(tmp_path, case)
     assert not out.exists(), "nothing written"
 
 
-@pytest.mark.parametrize("case", ["another model's weights", "a bare tensor", "truncated file"])
-def test_report_refuses_a_foreign_or_broken_checkpoint_by_name(tmp_path, case):
-    make, message = CHECKPOINTS[case]
+def test_report_refuses_a_broken_checkpoint_in_one_line_and_writes_nothing(tmp_path):
+    make, message = CHECKPOINTS["truncated file"]
     models = tmp_path / "models"
     (models / "net1").mkdir(parents=True)
     make(models / "net1" / "best.pt")
@@ -309,11 +320,24 @@ LAST_PT = {
 
 @pytest.mark.parametrize("case", list(LAST_PT), ids=list(LAST_PT))
 def test_a_corrupt_last_pt_is_set_aside_and_training_starts_afresh(tmp_path, case):
+    LAST_PT[case](tmp_path / "last.pt")
+    corrupt = (tmp_path / "last.pt").read_bytes()
+    logged: list[str] = []
+    torch.manual_seed(0)
+    train = TrainParams(epochs=1, batch_size=16)
+    fit(build_model("net1", 3, SIDE), train, None, tiny_data(32, 0), tiny_data(12, 1), 3, tmp_path, "x", torch.device("cpu"), log=logged.append)
+    assert f"moved it to {tmp_path / 'last.pt.corrupt'} and starting afresh" in logged[0] and logged[0].startswith(f"{tmp_path / 'last.pt'}: ")
+    assert (tmp_path / "last.pt.corrupt").read_bytes() == corrupt, "kept for a look"
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1, "a fresh run wrote its own"
+    assert leftovers(tmp_path) == []
+
+
+def test_the_train_stage_sets_a_corrupt_last_pt_aside_and_says_so(tmp_path):
     data = processed(tmp_path)
     out = tmp_path / "models" / "net1"
     out.mkdir(parents=True)
-    LAST_PT[case](out / "last.pt")
-    corrupt = (out / "last.pt").read_bytes() if (out / "last.pt").is_file() else None
+    LAST_PT["truncated"](out / "last.pt")
+    corrupt = (out / "last.pt").read_bytes()
     result = run_stage(
         "train", write_params(tmp_path), "--model", "net1", "--processed", data, "--train-data", data / "train",
         "--out", out, "--live", tmp_path / "live",
