@@ -17,7 +17,8 @@ from imgcls.evaluation import confusion_figure, misclassified_grid, write_predic
 from imgcls.metrics import classification_scores, headline
 from imgcls.models import MODEL_NAMES, count_parameters
 from imgcls.params import EvaluateParams, load_params, resolve_model
-from imgcls.rebuild import rebuild_trained
+from imgcls.preprocessing import Preprocessing
+from imgcls.rebuild import rebuild_current
 from imgcls.splits import load_split, read_classes
 from imgcls.training import predict, select_device
 
@@ -37,11 +38,12 @@ def main() -> None:
     (params,) = load_params(args.params, "evaluate")
 
     classes = read_classes(args.processed / "classes.json")
+    trained = rebuild_current(args.checkpoint, settings, classes, Preprocessing.read(args.processed))
     test = load_split(args.processed / "test", mmap=False)
-    device = select_device(settings.train.device)
-    model = rebuild_trained(settings, len(classes), test.images.shape[1], args.checkpoint)
-    model = model.to(device, memory_format=torch.channels_last)
-    logits = predict(model, to_device(test, device).images, settings.train, device).float().cpu()
+    recipe = trained.recipe
+    device = select_device(recipe.settings.train.device)
+    model = trained.model.to(device, memory_format=torch.channels_last)
+    logits = predict(model, to_device(test, device).images, recipe.settings.train, device).float().cpu()
     y_pred = logits.argmax(1).numpy()
 
     scores = classification_scores(test.labels, y_pred, classes)

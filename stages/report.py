@@ -14,7 +14,8 @@ from imgcls.curves import overlay_figure, read_curve, train_val_figure, write_cu
 from imgcls.evaluation import read_predictions
 from imgcls.models import MODEL_NAMES, conv_layers
 from imgcls.params import EnsembleParams, ReportParams, TrainParams, load_params, model_names, read_params_file, resolve_model
-from imgcls.rebuild import rebuild_trained
+from imgcls.preprocessing import Preprocessing
+from imgcls.rebuild import rebuild_current
 from imgcls.report import check_feature_layers, comparison_table, conv_shapes, feature_maps, filter_grid
 from imgcls.review import bar_figure, error_overlap, errors_per_class, flags, pick_winner, resolution
 from imgcls.splits import load_split, read_classes
@@ -44,12 +45,15 @@ def main() -> None:
     names = model_names(read_params_file(args.params))
 
     classes = read_classes(args.processed / "classes.json")
+    preprocessing = Preprocessing.read(args.processed)
     test = load_split(args.processed / "test")
     image = test.images[min(params.feature_image, len(test.ids) - 1)]
-    side = test.images.shape[1]
-    settings = {name: resolve_model(args.params, name, MODEL_NAMES) for name in names}
-    models = {name: rebuild_trained(settings[name], len(classes), side, args.models_dir / name / "best.pt") for name in names}
-    shapes = {name: conv_shapes(model, side) for name, model in models.items()}
+    trained = {
+        name: rebuild_current(args.models_dir / name / "best.pt", resolve_model(args.params, name, MODEL_NAMES), classes, preprocessing)
+        for name in names
+    }
+    recipes, models = {name: t.recipe for name, t in trained.items()}, {name: t.model for name, t in trained.items()}
+    shapes = {name: conv_shapes(model, preprocessing.side_px) for name, model in models.items()}
     check_feature_layers(params.feature_layers, shapes)
     rows, scores, predictions, curves = [], {}, {}, {}
     with atomic_dir(args.figures) as tmp:
@@ -63,13 +67,13 @@ def main() -> None:
                 links.append(f"[filters]({args.figures.name}/{name}_filters.png)")
             if shapes[name] and (params.feature_layers is None or set(params.feature_layers) & set(shapes[name])):
                 feature_maps(
-                    tmp / f"{name}_features.png", models[name], image, settings[name].train.normalize_mean,
-                    settings[name].train.normalize_std, f"{name}: feature maps", params.feature_layers,
+                    tmp / f"{name}_features.png", models[name], image, recipes[name].mean, recipes[name].std,
+                    f"{name}: feature maps", params.feature_layers,
                 )
                 links.append(f"[feature maps]({args.figures.name}/{name}_features.png)")
             summary = read_json(args.train_metrics / name / "metrics.json")
             rows.append(
-                {"model": name, "arch": settings[name].arch, **scores[name],
+                {"model": name, "arch": recipes[name].settings.arch, **scores[name],
                  "best val f1_macro (epoch)": f"{summary['best_val']['f1_macro']:.4f} ({summary['best_epoch']})",
                  "train_seconds": f"{sum(read_json(args.train_metrics / name / 'timings.json')['epoch_seconds']):.1f}",
                  "figures": ", ".join(links)}

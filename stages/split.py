@@ -4,6 +4,7 @@ from pathlib import Path
 
 from imgcls.cli import stage_main, stage_parser
 from imgcls.params import ExtractParams, SplitParams, load_params
+from imgcls.preprocessing import Preprocessing
 from imgcls.splits import SPLITS
 from imgcls.splitting import assign_by_counts, assign_by_fractions, assign_given, load_normalized, no_test_split, write_splits
 
@@ -17,6 +18,7 @@ def main() -> None:
     params: SplitParams
     extract, params = load_params(args.params, "extract", "split")
     classes = extract.categories
+    preprocessing = Preprocessing.read(args.normalized)
     data, given = load_normalized(args.normalized, classes)
     if params.method == "given":
         assignment, done = assign_given(data.labels, given, classes, params.fractions, params.seed)
@@ -26,6 +28,7 @@ def main() -> None:
     else:
         assignment = assign_by_fractions(data.labels, classes, params.fractions, params.seed)
     write_splits(args.out, data, assignment, classes)
+    preprocessing.write(args.out)
     shown = SPLITS[:2] if no_test_split(assignment) else SPLITS
     sizes = ", ".join(f"{name} {int((assignment == SPLITS.index(name)).sum())}" for name in shown)
     print(f"split: {sizes} -> {args.out}")

@@ -14,13 +14,15 @@ from dvclive import Live
 
 from imgcls import distributed
 from imgcls.atomic import write_json
-from imgcls.checkpoint import code_digest, file_digest, load_weights, run_fingerprint
+from imgcls.checkpoint import code_digest, file_digest, load_checkpoint, load_weights, run_fingerprint
 from imgcls.cli import stage_main, stage_parser
 from imgcls.data import to_device
 from imgcls.errors import ImgclsError
 from imgcls.manifest import write_csv
 from imgcls.models import MODEL_NAMES, build_model
 from imgcls.params import resolve_model
+from imgcls.preprocessing import Preprocessing
+from imgcls.recipe import INPUT_KEYS, ModelRecipe, require_agreement
 from imgcls.splits import load_split, read_classes
 from imgcls.training import STEP_COLUMNS, fit, select_device
 
@@ -56,19 +58,21 @@ def main() -> None:
         device = torch.device("cuda", process.local_rank)
     try:
         classes = read_classes(args.processed / "classes.json")
+        preprocessing = Preprocessing.read(args.processed)
         train_split = load_split(args.train_data, mmap=False)
         val_split = load_split(args.processed / "val", mmap=False)
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.manual_seed(train.seed)  # weight initialisation, identical on every rank
-        model = build_model(settings.arch, len(classes), train_split.images.shape[1], **settings.options)
+        model = build_model(settings.arch, len(classes), preprocessing.side_px, **settings.options)
         run_identity = {**settings.fingerprint(), "code": code_digest(Path(__file__))}
         if args.init is not None:
-            load_weights(model, args.init, f"{args.model} ({settings.arch} with its finetune: settings)")
+            start_from(model, args.init, ModelRecipe(settings, tuple(classes), preprocessing))
             run_identity["init"] = file_digest(args.init)
         model = model.to(device, memory_format=torch.channels_last)
         if "weights_path" in settings.options:
             run_identity["weights"] = file_digest(Path(settings.options["weights_path"]))
         fingerprint = run_fingerprint(run_identity, train_split.images, train_split.labels, val_split.images, val_split.labels)
+        recipe = ModelRecipe(settings, tuple(classes), preprocessing, fingerprint)
 
         def wrap(module: torch.nn.Module) -> torch.nn.Module:
             wrapped = distributed.wrap(module, device)
@@ -92,7 +96,7 @@ def main() -> None:
                 model, train, settings.unfreeze_at_epoch, to_device(train_split, device), to_device(val_split, device),
                 len(classes), args.out, fingerprint, device, on_epoch=log_epoch,
                 log=print if process.is_writer else lambda message: None,
-                shard=(process.rank, process.world), wrap=wrap,
+                shard=(process.rank, process.world), wrap=wrap, recipe=recipe.to_plain(),
             )
             best = state.history[state.best_epoch - 1]
             if live is not None:
@@ -108,6 +112,13 @@ def main() -> None:
             )
     finally:
         distributed.stop()
+
+
+def start_from(model: torch.nn.Module, init: Path, expected: ModelRecipe) -> None:
+    """Load a finetune's starting weights: trained on other classes or inputs, they would be silently mislabelled."""
+    state = load_checkpoint(init)
+    require_agreement(expected, init, ModelRecipe.from_plain(state.get("recipe"), init), INPUT_KEYS)
+    load_weights(model, init, state["model"], f"{expected.settings.name} ({expected.settings.arch} with its finetune: settings)")
 
 
 if __name__ == "__main__":

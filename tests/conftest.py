@@ -12,8 +12,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 import yaml
 from filelock import FileLock
+
+from imgcls.atomic import write_json
+from imgcls.checkpoint import save_checkpoint
+from imgcls.models import MODEL_NAMES
+from imgcls.params import resolve_model
+from imgcls.preprocessing import Preprocessing
+from imgcls.recipe import ModelRecipe
+from imgcls.splits import PackedSplit, save_split
 
 REPO = Path(__file__).resolve().parents[1]
 COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "data", "tests", "benchmarks", "cache", "tmp", "__pycache__", "*.egg-info")
@@ -32,6 +41,21 @@ def coco_dict(images: list[tuple[int, list[tuple[int, int]]]], categories: dict[
         "annotations": anns,
         "categories": [{"id": cid, "name": name} for cid, name in categories.items()],
     }
+
+
+def processed_folder(folder: Path, classes: list[str], **splits: PackedSplit) -> Path:
+    """A split stage's output as the stages after it read it: classes.json, preprocessing.json and packed splits."""
+    for name, split in splits.items():
+        save_split(folder / name, split)
+    write_json(folder / "classes.json", classes)
+    Preprocessing(next(iter(splits.values())).images.shape[1], "pad").write(folder)
+    return folder
+
+
+def save_trained(path: Path, model: torch.nn.Module, params: Path, name: str, classes: list[str], side: int) -> None:
+    """A best.pt as `train@<name>` writes one under `params`: the weights and the model's recipe."""
+    recipe = ModelRecipe(resolve_model(params, name, MODEL_NAMES), tuple(classes), Preprocessing(side, "pad"), "x")
+    save_checkpoint(path, {"model": model.state_dict(), "epoch": 1, "fingerprint": "x", "recipe": recipe.to_plain()})
 
 
 def tool_env() -> dict[str, str]:

@@ -8,13 +8,11 @@ import torch
 import yaml
 from torch import nn
 
-from conftest import REPO, tool_env
-from imgcls.atomic import write_json
-from imgcls.checkpoint import save_checkpoint
+from conftest import REPO, processed_folder, save_trained, tool_env
 from imgcls.data import DeviceSplit, normalize
 from imgcls.models import build_model
 from imgcls.params import TrainParams
-from imgcls.splits import PackedSplit, save_split
+from imgcls.splits import PackedSplit
 from imgcls.training import fit, recalibrate_batchnorm
 
 CPU = torch.device("cpu")
@@ -109,16 +107,16 @@ def test_evaluate_warns_when_every_test_image_gets_one_class(tmp_path):
     processed = tmp_path / "processed"
     rng = np.random.default_rng(0)
     labels = np.arange(12) % 3
-    save_split(processed / "test", PackedSplit(rng.integers(0, 255, (12, 16, 16, 3), dtype=np.uint8), labels, np.arange(12)))
-    write_json(processed / "classes.json", ["cat", "dog", "horse"])
+    classes = ["cat", "dog", "horse"]
+    processed_folder(processed, classes, test=PackedSplit(rng.integers(0, 255, (12, 16, 16, 3), dtype=np.uint8), labels, np.arange(12)))
     model = build_model("net1", 3, 16)
     with torch.no_grad():
         head = model.classifier[-1]
         head.weight.zero_()
         head.bias.copy_(torch.tensor([0.0, 5.0, 0.0]))
-    save_checkpoint(tmp_path / "best.pt", {"model": model.state_dict(), "epoch": 1, "fingerprint": "x"})
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"train": {"device": "cpu"}, "models": {"net1": {}}}))
+    save_trained(tmp_path / "best.pt", model, params, "net1", classes, 16)
     result = subprocess.run(
         [sys.executable, str(REPO / "stages/evaluate.py"), "--params", str(params), "--model", "net1", "--processed", str(processed),
          "--checkpoint", str(tmp_path / "best.pt"), "--metrics", str(tmp_path / "net1.json"), "--details", str(tmp_path / "details.json"),

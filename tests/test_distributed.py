@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, tool_env
-from imgcls.atomic import write_json
-from imgcls.splits import PackedSplit, save_split
+from conftest import REPO, processed_folder, tool_env
+from imgcls.splits import PackedSplit
 
 EPOCHS = 3
 
@@ -33,9 +32,7 @@ def packed(n, seed):
 def train(tmp_path, nproc):
     processed = tmp_path / "processed"
     if not processed.exists():
-        save_split(processed / "train", packed(96, 1))
-        save_split(processed / "val", packed(30, 2))
-        write_json(processed / "classes.json", ["a", "b", "c"])
+        processed_folder(processed, ["a", "b", "c"], train=packed(96, 1), val=packed(30, 2))
     params = tmp_path / f"params{nproc}.yaml"
     params.write_text(yaml.safe_dump({
         "train": {"epochs": EPOCHS, "batch_size": 32, "lr": 0.003, "crop_padding": 0, "hflip": False, "nproc": nproc, "device": "cpu"},

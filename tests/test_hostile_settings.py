@@ -25,8 +25,10 @@ from imgcls.checkpoint import load_checkpoint, run_fingerprint
 from imgcls.data import DeviceSplit
 from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES, build_model
-from imgcls.params import TrainParams, load_params, resolve_model
+from imgcls.params import ModelSettings, TrainParams, load_params, resolve_model
+from imgcls.preprocessing import Preprocessing
 from imgcls.rebuild import rebuild_trained
+from imgcls.recipe import ModelRecipe
 from imgcls.training import fit
 
 CLASSES = ["a", "b", "c"]
@@ -191,6 +193,7 @@ def processed(root: Path, train_per_class: Sequence[int] = (16, 16, 16)) -> Path
         ids = packed_split(folder / name, per_class, first_id, first_id)
         rows += [f"{i},x,{name}" for i in ids]
     (folder / "classes.json").write_text(json.dumps(CLASSES))
+    Preprocessing(SIDE, "pad").write(folder)
     (folder / "splits.csv").write_text("id,label,split\n" + "\n".join(rows) + "\n")
     return folder
 
@@ -238,17 +241,31 @@ def truncated(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:2000])
 
 
+def with_recipe(model: torch.nn.Module) -> dict:
+    """A checkpoint whose recipe says net1 on CLASSES at SIDE px, holding `model`'s weights."""
+    settings = ModelSettings("net1", "net1", TrainParams.model_validate(PARAMS["train"]), {}, None)
+    return {"model": model.state_dict(), "recipe": ModelRecipe(settings, tuple(CLASSES), Preprocessing(SIDE, "pad"), "x").to_plain()}
+
+
 EXPECTED = "expected a checkpoint of the train stage: a dict with ['model']"
 CHECKPOINTS = {
     "another model's weights": (
-        saved({"model": build_model("cnn", 3, SIDE).state_dict()}), "its weights do not fit models.net1 (net1, 3 classes, 16 px): missing"
+        saved(with_recipe(build_model("cnn", 3, SIDE))), "its weights do not fit its recipe (net1, 3 classes, 16 px): missing"
     ),
     "same names, other shapes (net2 pads)": (
-        saved({"model": build_model("net2", 3, SIDE).state_dict()}), "reshaped: 'classifier.1.weight is (64, 512), not (64, 128)'"
+        saved(with_recipe(build_model("net2", 3, SIDE))), "reshaped: 'classifier.1.weight is (64, 512), not (64, 128)'"
     ),
     "weights for other classes": (
-        saved({"model": build_model("net1", 5, SIDE).state_dict()}),
+        saved(with_recipe(build_model("net1", 5, SIDE))),
         "reshaped: 'classifier.3.bias is (5,), not (3,)', 'classifier.3.weight is (5, 64), not (3, 64)'",
+    ),
+    "weights without a recipe (older code)": (
+        saved({"model": build_model("net1", 3, SIDE).state_dict(), "epoch": 1, "fingerprint": "x"}),
+        "written before checkpoints carried their model's recipe (classes, preprocessing, settings); retrain it",
+    ),
+    "a recipe of another format": (
+        saved({**with_recipe(build_model("net1", 3, SIDE)), "recipe": {"version": 99}}),
+        "holds a recipe of format 99, this imgcls reads format 1; retrain it",
     ),
     "a bare state_dict": (
         saved(build_model("net1", 3, SIDE).state_dict()),
@@ -261,7 +278,7 @@ CHECKPOINTS = {
     "truncated file": (truncated, "not a readable checkpoint (RuntimeError: PytorchStreamReader failed reading zip archive"),
     "garbage": (raw_bytes(b"not a checkpoint at all " * 40), f"not a readable checkpoint (UnpicklingError: Weights only load failed); {EXPECTED}"),
     "empty file": (raw_bytes(b""), "not a readable checkpoint (EOFError"),
-    "a folder": (lambda path: path.mkdir(), "not a readable checkpoint (IsADirectoryError"),
+    "a folder": (lambda path: path.mkdir(), f"not a regular file (a folder, FIFO or device); {EXPECTED}"),
 }
 
 
@@ -272,7 +289,7 @@ def test_a_foreign_or_broken_checkpoint_is_refused_by_name(tmp_path, case):
     checkpoint = tmp_path / "best.pt"
     make(checkpoint)
     with pytest.raises(ImgclsError) as refused:
-        rebuild_trained(resolve_model(write_params(tmp_path), "net1", MODEL_NAMES), len(CLASSES), SIDE, checkpoint)
+        rebuild_trained(checkpoint)
     assert str(refused.value).startswith(f"{checkpoint}: ") and message in str(refused.value), refused.value
 
 

@@ -10,14 +10,13 @@ import torchvision
 import yaml
 from torch import nn
 
-from conftest import REPO, Killed, die_after_first_epoch, tool_env
-from imgcls.atomic import write_json
+from conftest import REPO, Killed, die_after_first_epoch, processed_folder, tool_env
 from imgcls.checkpoint import load_checkpoint
 from imgcls.data import DeviceSplit, normalize
 from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES, build_model, probe_head
 from imgcls.params import TrainParams, resolve_model
-from imgcls.splits import PackedSplit, save_split
+from imgcls.splits import PackedSplit
 from imgcls.training import cache_features, fit, predict
 
 CPU = torch.device("cpu")
@@ -128,10 +127,8 @@ def test_bad_probe_settings_in_params_yaml_name_the_key(tmp_path, entry, pattern
 def test_the_train_stage_probes_local_imagenet_weights_on_two_processes_as_on_one(tmp_path):
     """DDP syncs the head's gradients: two half-batch means average to the full-batch mean, up to summation order."""
     processed = tmp_path / "processed"
-    for name, split in (("train", TRAIN), ("val", VAL)):
-        images = split.images.permute(0, 2, 3, 1).numpy()
-        save_split(processed / name, PackedSplit(images, split.labels.numpy(), np.arange(len(split))))
-    write_json(processed / "classes.json", ["a", "b", "c"])
+    packed = {name: PackedSplit(split.images.permute(0, 2, 3, 1).numpy(), split.labels.numpy(), np.arange(len(split))) for name, split in (("train", TRAIN), ("val", VAL))}
+    processed_folder(processed, ["a", "b", "c"], **packed)
     weights = tmp_path / "resnet18-imagenet.pth"
     torch.save(torchvision.models.resnet18().state_dict(), weights)
     entry = {"arch": "resnet18", "weights_path": str(weights), "freeze": "backbone", "probe": True, "crop_padding": 0}

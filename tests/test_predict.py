@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -16,10 +17,15 @@ import yaml
 
 from imgcls.checkpoint import save_checkpoint
 from imgcls.coco import Selected
+from imgcls.errors import ImgclsError
 from imgcls.extraction import extract_images
-from imgcls.models import build_model
+from imgcls.models import MODEL_NAMES, build_model
 from imgcls.normalization import normalize_images
+from imgcls.params import resolve_model
 from imgcls.predict import image_files, predict_files, preprocess
+from imgcls.preprocessing import Preprocessing
+from imgcls.rebuild import rebuild_trained
+from imgcls.recipe import ModelRecipe
 from imgcls.splitting import load_normalized
 
 CLASSES = ["cat", "dog", "bird", "fish"]
@@ -45,24 +51,29 @@ def write_images(folder: Path) -> list[Path]:
     return sorted(folder / name for name in layouts if not name.startswith("."))
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """params.yaml, classes.json and a net1 best.pt, as a finished `dvc repro train@net1` leaves them."""
+def params_file(folder: Path, **train: object) -> Path:
+    """A params.yaml as the test's model was trained with, or edited after (`train` overriding its train: keys)."""
     params = {
         "extract": {"annotations": "unused.json", "images": "unused", "categories": CLASSES, "side_px": SIDE},
         "normalize": {"resize": "pad"},
         # A batch of 2 splits the images into several batches; the course notebooks' 0.5s, not the default ImageNet statistics.
-        "train": {"batch_size": 2, "device": "cpu", "normalize_mean": [0.5, 0.5, 0.5], "normalize_std": [0.5, 0.5, 0.5]},
+        "train": {"batch_size": 2, "device": "cpu", "normalize_mean": [0.5, 0.5, 0.5], "normalize_std": [0.5, 0.5, 0.5], **train},
         "models": {"net1": {}},
     }
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    (tmp_path / "processed").mkdir()
-    (tmp_path / "processed/classes.json").write_text(json.dumps(CLASSES))
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    return folder / "params.yaml"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """params.yaml and a net1 best.pt with its recipe, as a finished `dvc repro train@net1` leaves them."""
+    settings = resolve_model(params_file(tmp_path), "net1", MODEL_NAMES)
     torch.manual_seed(0)
     model = build_model("net1", len(CLASSES), SIDE)
     with torch.no_grad():
         [*model.modules()][-1].weight.mul_(30)  # the output layer: confident, well-separated outputs rather than a near-uniform guess
-    save_checkpoint(tmp_path / "models/net1/best.pt", {"model": model.state_dict(), "epoch": 1, "fingerprint": "x"})
+    recipe = ModelRecipe(settings, tuple(CLASSES), Preprocessing(SIDE, "pad"), "x")
+    save_checkpoint(tmp_path / "models/net1/best.pt", {"model": model.state_dict(), "epoch": 1, "fingerprint": "x", "recipe": recipe.to_plain()})
     (tmp_path / "images").mkdir()
     write_images(tmp_path / "images")
     return tmp_path
@@ -78,7 +89,7 @@ def pipeline_images(sources: list[Path], work: Path, resize: str) -> np.ndarray:
 
 def run_cli(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(IMGCLS), "predict", "--params", "params.yaml", "--processed", "processed", "--models-dir", "models", *args],
+        [str(IMGCLS), "predict", "--params", "params.yaml", "--models-dir", "models", *args],
         cwd=project, capture_output=True, text=True, timeout=120,
     )
 
@@ -105,7 +116,7 @@ def test_probabilities_are_the_models_on_pipeline_images(project, tmp_path):
         pixels = torch.from_numpy(pipeline_images(sources, tmp_path, "pad")).permute(0, 3, 1, 2)
         expected = model.eval()((pixels.float() / 255 - 0.5) / 0.5).softmax(1)
 
-    predictions = predict_files([project / "images"], "net1", project / "params.yaml", project / "processed", project / "models", top_k=3)
+    predictions = predict_files([project / "images"], rebuild_trained(project / "models/net1/best.pt"), top_k=3)
 
     assert [p.path for p in predictions] == sources
     for prediction, probabilities in zip(predictions, expected):
@@ -119,13 +130,13 @@ def test_probabilities_are_the_models_on_pipeline_images(project, tmp_path):
 
 
 def test_top_k_beyond_the_class_count_lists_every_class(project):
-    (prediction,) = predict_files([project / "images/a.png"], "net1", project / "params.yaml", project / "processed", project / "models", top_k=10)
+    (prediction,) = predict_files([project / "images/a.png"], rebuild_trained(project / "models/net1/best.pt"), top_k=10)
     assert sorted(name for name, _ in prediction.top) == sorted(CLASSES)
     assert sum(p for _, p in prediction.top) == pytest.approx(1, abs=1e-5)
 
 
 def test_cli_prints_a_line_per_image_and_json(project):
-    expected = predict_files([project / "images"], "net1", project / "params.yaml", project / "processed", project / "models", top_k=2)
+    expected = predict_files([project / "images"], rebuild_trained(project / "models/net1/best.pt"), top_k=2)
 
     lines = run_cli(project, "--model", "net1", "--top-k", "2", "images")
     assert lines.returncode == 0, lines.stderr
@@ -173,3 +184,61 @@ def test_unusable_input_is_one_line(project, setup, args, message):
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.splitlines() == [message]
+
+
+def test_a_checkpoint_alone_predicts_anywhere_as_in_the_repository(project, tmp_path_factory):
+    """A best.pt handed to someone: no params.yaml, no data folder, and `python -m imgcls` works like `imgcls`."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    (elsewhere / "best.pt").write_bytes((project / "models/net1/best.pt").read_bytes())
+    images = str(project / "images")
+    in_repo = run_cli(project, "--model", "net1", "--json", images)
+    handed = subprocess.run(
+        [sys.executable, "-m", "imgcls", "predict", "--checkpoint", "best.pt", "--json", images],
+        cwd=elsewhere, capture_output=True, text=True, timeout=120,
+    )
+    assert in_repo.returncode == 0 and handed.returncode == 0, in_repo.stderr + handed.stderr
+    assert handed.stdout == in_repo.stdout
+    assert handed.stderr == in_repo.stderr == ""
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["best.pt"], "nothing written beside it"
+
+
+def test_edited_params_are_named_once_and_the_recipe_still_used(project):
+    before = predict_files([project / "images"], rebuild_trained(project / "models/net1/best.pt"))
+    params_file(project, normalize_mean=[0.485, 0.456, 0.406])
+
+    result = run_cli(project, "--model", "net1", "--json", "images")
+
+    assert result.returncode == 0, result.stderr
+    assert [entry["top"][0]["class"] for entry in json.loads(result.stdout)] == [p.top[0][0] for p in before]
+    assert result.stderr.splitlines() == [
+        "warning: train.normalize_mean: params.yaml has [0.485, 0.456, 0.406], but models/net1/best.pt was trained with "
+        "[0.5, 0.5, 0.5]; predicting as the checkpoint was trained (its recipe)"
+    ]
+
+
+def test_class_names_come_from_the_checkpoint(project):
+    """Categories reordered in params.yaml after training: the names stay those the model learnt."""
+    expected = predict_files([project / "images"], rebuild_trained(project / "models/net1/best.pt"))
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["extract"]["categories"] = CLASSES[::-1]
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+
+    result = run_cli(project, "--model", "net1", "--json", "images")
+
+    assert [entry["top"][0]["class"] for entry in json.loads(result.stdout)] == [p.top[0][0] for p in expected]
+    assert result.stderr.startswith("warning: extract.categories: params.yaml has [\"fish\", \"bird\", \"dog\", \"cat\"]")
+
+
+def test_unusable_checkpoints_and_files_are_one_line(project):
+    os.mkfifo(project / "pipe.png")
+    old = project / "old.pt"
+    save_checkpoint(old, {"model": build_model("net1", len(CLASSES), SIDE).state_dict(), "epoch": 1, "fingerprint": "x"})
+    (project / "folder.pt").mkdir()
+
+    fifo = run_cli(project, "--model", "net1", "pipe.png", "images/a.png")
+    assert fifo.returncode == 1
+    assert fifo.stderr.splitlines()[0] == "error: pipe.png: not a regular file (a folder, FIFO or device); expected an image file"
+    with pytest.raises(ImgclsError, match=r"old.pt: written before checkpoints carried their model's recipe .*; retrain it"):
+        rebuild_trained(old)
+    with pytest.raises(ImgclsError, match=r"folder.pt: not a regular file \(a folder, FIFO or device\)"):
+        rebuild_trained(project / "folder.pt")

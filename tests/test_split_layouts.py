@@ -14,6 +14,7 @@ import yaml
 from conftest import REPO, tool_env
 from imgcls.errors import ImgclsError
 from imgcls.params import parse_section
+from imgcls.preprocessing import Preprocessing
 from imgcls.splits import load_split
 
 CLASSES = ["ants", "bees"]
@@ -56,6 +57,7 @@ def normalized_folder(root: Path, per_class: int) -> Path:
         assert cv2.imwrite(str(root / "images" / f"{index}.png"), np.full((8, 8, 3), index, np.uint8))
         rows.append(f"{index},{CLASSES[index % len(CLASSES)]},images/{index}.png,,")
     (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    Preprocessing(8, "pad").write(root)
     return root
 
 

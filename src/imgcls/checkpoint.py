@@ -41,6 +41,8 @@ def load_checkpoint(path: Path, keys: Collection[str] = ("model",)) -> dict[str,
     It must be a dict holding `keys`, its `model` a state_dict: a bare tensor or another
     program's file is refused with one line naming it.
     """
+    if path.exists() and not path.is_file():  # torch.load would wait on a FIFO forever
+        raise ImgclsError(f"{path}: not a regular file (a folder, FIFO or device); {_expected(keys)}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -77,9 +79,8 @@ def _is_state_dict(value: Any) -> bool:
     return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
 
 
-def load_weights(model: nn.Module, path: Path, described: str) -> None:
-    """Load the checkpoint file's weights into `model` (`described`, for the message), refusing ones that do not fit."""
-    weights = load_checkpoint(path)["model"]
+def load_weights(model: nn.Module, path: Path, weights: Mapping[str, torch.Tensor], described: str) -> None:
+    """Load `weights`, read from `path`, into `model` (`described`, for the message), refusing ones that do not fit."""
     mismatch = state_dict_mismatch(model.state_dict(), weights)
     if mismatch:
         raise ImgclsError(f"{path}: its weights do not fit {described}: {mismatch}; retrain it or point to its own checkpoint")

@@ -73,8 +73,10 @@ def decode(path: Path, expected_size: tuple[int, int] | None = None, target: int
     error). With `target`, a JPEG much larger than `target` px is decoded at reduced
     scale (8-bit colour), which a later INTER_AREA resize to `target` finishes.
     """
-    if not path.is_file():
+    if not path.exists():
         raise BadImageError(f"{path}: file not found")
+    if not path.is_file():  # reading a FIFO would wait for a writer forever
+        raise BadImageError(f"{path}: not a regular file (a folder, FIFO or device); expected an image file")
     data = path.read_bytes()
     if not data:
         raise BadImageError(f"{path}: empty file (0 bytes)")

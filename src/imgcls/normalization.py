@@ -9,12 +9,13 @@ from imgcls.atomic import atomic_dir
 from imgcls.images import read_image, to_rgb8, to_square, write_png
 from imgcls.manifest import read_csv, write_csv
 from imgcls.parallel import map_images
+from imgcls.preprocessing import Preprocessing
 
 MANIFEST_COLUMNS = ("id", "category", "file", "md5", "given_split")
 
 
 def normalize_images(extracted_dir: Path, out_dir: Path, size: int, resize: Literal["pad", "stretch"]) -> int:
-    """Write viewable `out_dir/images/<id>.png` and `out_dir/manifest.csv`; return the image count."""
+    """Write viewable `out_dir/images/<id>.png`, `out_dir/manifest.csv` and what was done to them; return the image count."""
     rows = read_csv(extracted_dir / "manifest.csv", ("id", "category", "file", "given_split"))
 
     def normalize_one(row: dict[str, str], out_images: Path) -> dict[str, object]:
@@ -28,4 +29,5 @@ def normalize_images(extracted_dir: Path, out_dir: Path, size: int, resize: Lite
         out_images.mkdir()
         out_rows = map_images(lambda r: normalize_one(r, out_images), rows, desc="normalize")
         write_csv(tmp / "manifest.csv", out_rows, MANIFEST_COLUMNS)
+        Preprocessing(size, resize).write(tmp)
     return len(out_rows)

@@ -373,16 +373,16 @@ class ModelSettings:
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything that shapes a training run, as plain JSON-able values."""
-        return {"arch": self.arch, "train": self.train.model_dump(mode="json"), "options": _jsonable(self.options),
+        return {"arch": self.arch, "train": self.train.model_dump(mode="json"), "options": jsonable(self.options),
                 "unfreeze_at_epoch": self.unfreeze_at_epoch, "init_from": self.init_from}
 
     def effective(self) -> dict[str, Any]:
         """The settings this model really trains with, flat, as `dvc params diff` shows them (dvclive `log_params`)."""
         extra = {k: v for k, v in (("unfreeze_at_epoch", self.unfreeze_at_epoch), ("init_from", self.init_from)) if v is not None}
-        return {"arch": self.arch, **self.train.model_dump(mode="json"), **_jsonable(self.options), **extra}
+        return {"arch": self.arch, **self.train.model_dump(mode="json"), **jsonable(self.options), **extra}
 
 
-def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
+def jsonable(options: dict[str, Any]) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
 
 

@@ -20,8 +20,9 @@ from imgcls.folder import IMAGE_SUFFIXES
 from imgcls.images import BadImageError, decode, fit_within, to_rgb8, to_square
 from imgcls.models import MODEL_NAMES
 from imgcls.params import ExtractParams, NormalizeParams, TrainParams, load_params, resolve_model
-from imgcls.rebuild import rebuild_trained
-from imgcls.splits import read_classes
+from imgcls.preprocessing import Preprocessing
+from imgcls.rebuild import TrainedModel, rebuild_trained
+from imgcls.recipe import ModelRecipe, differences, disagreement_line
 from imgcls.training import predict, select_device
 
 
@@ -75,45 +76,49 @@ def _read(path: Path, side: int, resize: Literal["pad", "stretch"]) -> np.ndarra
         return f"{path}: {exc}"
 
 
-def predict_files(
-    paths: Sequence[str | Path],
-    model_name: str,
-    params_path: str | Path = Path("params.yaml"),
-    processed_dir: str | Path = Path("data/processed"),
-    models_dir: str | Path = Path("data/models"),
-    top_k: int = 3,
-) -> list[Prediction]:
-    """Top-k classes of `model_name`'s best.pt for each image file (folders searched recursively), in order.
+def predict_files(paths: Sequence[str | Path], trained: TrainedModel, top_k: int = 3, device: str = "auto") -> list[Prediction]:
+    """Top-k classes of a checkpoint's model for each image file (folders searched recursively), in order.
 
+    The checkpoint's recipe alone says how to prepare the images and name the classes.
     Unusable files get a Prediction with `error` set, so one bad file does not cost the others theirs.
     """
     if top_k < 1:
         raise ImgclsError(f"top_k: must be at least 1, got {top_k}")
     files = image_files([Path(p) for p in paths])
-    settings = resolve_model(params_path, model_name, MODEL_NAMES)
-    extract: ExtractParams
-    params: NormalizeParams
-    extract, params = load_params(params_path, "extract", "normalize")
-    classes = read_classes(Path(processed_dir) / "classes.json")
-    checkpoint = Path(models_dir) / model_name / "best.pt"
-    if not checkpoint.is_file():
-        raise ImgclsError(f"{checkpoint}: not found; run `dvc repro train@{model_name}` first")
-    device = select_device(settings.train.device)
-    model = rebuild_trained(settings, len(classes), extract.side_px, checkpoint).to(device, memory_format=torch.channels_last)
-
+    recipe, target = trained.recipe, select_device(device)
+    model = trained.model.to(target, memory_format=torch.channels_last)
+    side, resize, batch_size = recipe.preprocessing.side_px, recipe.preprocessing.resize, recipe.settings.train.batch_size
     predictions = []
-    for start in range(0, len(files), settings.train.batch_size):
-        chunk = files[start : start + settings.train.batch_size]
-        read = [_read(path, extract.side_px, params.resize) for path in chunk]
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        read = [_read(path, side, resize) for path in chunk]
         images = [r for r in read if isinstance(r, np.ndarray)]
-        probabilities = iter(class_probabilities(model, np.stack(images), settings.train, device) if images else ())
+        probabilities = iter(class_probabilities(model, np.stack(images), recipe.settings.train, target) if images else ())
         for path, result in zip(chunk, read):
             if isinstance(result, str):
                 predictions.append(Prediction(path, error=result))
                 continue
-            values, indices = next(probabilities).topk(min(top_k, len(classes)))
-            predictions.append(Prediction(path, tuple((classes[i], p) for i, p in zip(indices.tolist(), values.tolist()))))
+            values, indices = next(probabilities).topk(min(top_k, len(recipe.classes)))
+            top = tuple((recipe.classes[i], p) for i, p in zip(indices.tolist(), values.tolist()))
+            predictions.append(Prediction(path, top))
     return predictions
+
+
+def pipeline_checkpoint(model_name: str, models_dir: Path) -> Path:
+    """Where the train stage keeps `model_name`'s best.pt."""
+    checkpoint = models_dir / model_name / "best.pt"
+    if not checkpoint.exists():
+        raise ImgclsError(f"{checkpoint}: not found; run `dvc repro train@{model_name}` first")
+    return checkpoint
+
+
+def todays_recipe(params_path: Path, model_name: str) -> ModelRecipe:
+    """The recipe `params_path` would train `model_name` with today, to compare a checkpoint's against."""
+    settings = resolve_model(params_path, model_name, MODEL_NAMES)
+    extract: ExtractParams
+    normalize: NormalizeParams
+    extract, normalize = load_params(params_path, "extract", "normalize")
+    return ModelRecipe(settings, tuple(extract.categories), Preprocessing(extract.side_px, normalize.resize))
 
 
 def _as_json(prediction: Prediction) -> dict[str, object]:
@@ -123,7 +128,17 @@ def _as_json(prediction: Prediction) -> dict[str, object]:
 
 
 def _run(args: argparse.Namespace) -> None:
-    predictions = predict_files(args.images, args.model, args.params, args.processed, args.models_dir, args.top_k)
+    if args.model is None:
+        trained = rebuild_trained(args.checkpoint)
+    else:
+        today = todays_recipe(args.params, args.model)
+        checkpoint = pipeline_checkpoint(args.model, args.models_dir)
+        trained = rebuild_trained(checkpoint)
+        disagreements = differences(today, trained.recipe)
+        if disagreements:
+            line = disagreement_line(checkpoint, disagreements)
+            print(f"warning: {line}; predicting as the checkpoint was trained (its recipe)", file=sys.stderr)
+    predictions = predict_files(args.images, trained, args.top_k, args.device)
     if args.json:
         print(json.dumps([_as_json(p) for p in predictions], indent=2))
     for prediction in predictions:
@@ -142,11 +157,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="imgcls", description="imgcls: use the models the pipeline trained.")
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("predict", help="top-k classes for new images", description=__doc__)
-    command.add_argument("--model", required=True, help="a key of params.yaml's models: (its best.pt is used)")
+    which = command.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", type=Path, help="a best.pt from any pipeline run: needs nothing else, no repository")
+    which.add_argument("--model", help="a key of params.yaml's models: in this repository (its data/models/<model>/best.pt)")
     command.add_argument("images", nargs="+", type=Path, help="image files, or folders searched recursively")
-    command.add_argument("--params", type=Path, default=Path("params.yaml"), help="the params file the model was trained with")
-    command.add_argument("--processed", type=Path, default=Path("data/processed"), help="the split stage's folder (classes.json)")
-    command.add_argument("--models-dir", type=Path, default=Path("data/models"), help="the train stages' folder (<model>/best.pt)")
+    command.add_argument("--params", type=Path, default=Path("params.yaml"), help="with --model: the params file, compared to the checkpoint's recipe")
+    command.add_argument("--models-dir", type=Path, default=Path("data/models"), help="with --model: the train stages' folder (<model>/best.pt)")
+    command.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="where the model runs")
     command.add_argument("--top-k", type=int, default=3, help="classes shown per image")
     command.add_argument("--json", action="store_true", help="print a JSON list instead of one line per image")
     args = parser.parse_args(argv)

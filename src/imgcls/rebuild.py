@@ -1,25 +1,48 @@
-"""Rebuild a trained model from its settings and checkpoint, for evaluation and reports."""
+"""Rebuild a trained model from its checkpoint alone: the recipe inside says how, params.yaml is never read."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 from torch import nn
 
-from imgcls.checkpoint import load_weights
+from imgcls.checkpoint import load_checkpoint, load_weights
 from imgcls.models import build_model, unfreeze_all
 from imgcls.params import ModelSettings
+from imgcls.preprocessing import Preprocessing
+from imgcls.recipe import ModelRecipe, require_agreement
 
 
-def rebuild_trained(settings: ModelSettings, num_classes: int, image_size: int, checkpoint: Path) -> nn.Module:
-    """The architecture as trained, with the weights of the checkpoint file; one that does not fit is refused by name.
+@dataclass(frozen=True)
+class TrainedModel:
+    """A checkpoint's network, weights loaded and in eval mode, and the recipe to feed it with."""
+
+    model: nn.Module
+    recipe: ModelRecipe
+
+
+def rebuild_trained(checkpoint: Path) -> TrainedModel:
+    """The architecture as trained, with the checkpoint's weights; weights that do not fit are refused by name.
 
     Initial-weight options are dropped (the checkpoint replaces them, and `pretrained`
     would download again); freezing is kept so trainable-parameter counts match training.
     """
+    state = load_checkpoint(checkpoint)
+    recipe = ModelRecipe.from_plain(state.get("recipe"), checkpoint)
+    settings, side = recipe.settings, recipe.preprocessing.side_px
     options = {k: v for k, v in settings.options.items() if k not in ("pretrained", "weights_path")}
-    model = build_model(settings.arch, num_classes, image_size, **options)
+    model = build_model(settings.arch, len(recipe.classes), side, **options)
     if settings.unfreeze_at_epoch is not None and settings.unfreeze_at_epoch <= settings.train.epochs:
         unfreeze_all(model)
-    load_weights(model, checkpoint, f"models.{settings.name} ({settings.arch}, {num_classes} classes, {image_size} px)")
-    return model.eval()
+    described = f"its recipe ({settings.arch}, {len(recipe.classes)} classes, {side} px)"
+    load_weights(model, checkpoint, state["model"], described)
+    return TrainedModel(model.eval(), recipe)
+
+
+def rebuild_current(checkpoint: Path, settings: ModelSettings, classes: Sequence[str], preprocessing: Preprocessing) -> TrainedModel:
+    """`rebuild_trained` for a pipeline stage: refused with one line where today's params and data would train another model."""
+    trained = rebuild_trained(checkpoint)
+    require_agreement(ModelRecipe(settings, tuple(classes), preprocessing), checkpoint, trained.recipe)
+    return trained

@@ -12,7 +12,7 @@ import functools
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -443,6 +443,7 @@ def fit(
     log: Callable[[str], None] = print,
     shard: tuple[int, int] = (0, 1),
     wrap: Callable[[nn.Module], nn.Module] = lambda m: m,
+    recipe: Mapping[str, Any] | None = None,
 ) -> RunState:
     """Train for `train.epochs`, keeping `best.pt` by `train.monitor` and `last.pt` for resuming.
 
@@ -450,8 +451,10 @@ def fit(
     so a resumed run logs the same history as an uninterrupted one. `wrap` lets a
     distributed caller put DistributedDataParallel around the model; only rank 0
     (shard[0] == 0) writes checkpoints. A model built with `probe` has its head trained
-    alone, on the frozen backbone's features computed once.
+    alone, on the frozen backbone's features computed once. `recipe` (imgcls.recipe, as plain
+    types) goes into both checkpoints, so either can be used without the repository.
     """
+    carried = {"fingerprint": fingerprint, **({"recipe": dict(recipe)} if recipe is not None else {})}
     head = probe_head(model)
     if head is not None:
         _check_probe(train, unfreeze_at_epoch)
@@ -523,7 +526,7 @@ def fit(
             if val_stats["predicted_classes"] == 1:
                 log(f"warning: epoch {epoch}, the best so far by {train.monitor}, predicts the same class for every val image")
             if writer:
-                save_checkpoint(best_path, {"model": model.state_dict(), "epoch": epoch, "fingerprint": fingerprint})
+                save_checkpoint(best_path, {"model": model.state_dict(), "epoch": epoch, **carried})
         else:
             state.bad_epochs += 1
         if writer:
@@ -533,7 +536,7 @@ def fit(
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
-                    "fingerprint": fingerprint,
+                    **carried,
                     **asdict(state),
                 },
             )

@@ -1,0 +1,5 @@
+"""`python -m imgcls ...` runs the `imgcls` command."""
+
+from imgcls.predict import main
+
+main()
