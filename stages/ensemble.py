@@ -1,6 +1,7 @@
 """DVC stage `ensemble`: majority vote over the configured models' test predictions.
 
-Headline scores go to `--metrics`, every score to `--details`, the confusion matrix to `--figures`.
+Headline scores go to `--metrics`, every score and the 95% intervals to `--details`, the confusion matrix to
+`--figures`.
 """
 
 from pathlib import Path
@@ -11,7 +12,8 @@ from imgcls.ensemble import check_aligned, majority_vote
 from imgcls.errors import ImgclsError
 from imgcls.evaluation import confusion_figure, read_predictions, write_predictions
 from imgcls.metrics import classification_scores, headline
-from imgcls.params import EnsembleParams, load_params, model_names, read_params_file
+from imgcls.params import EnsembleParams, EvaluateParams, load_params, model_names, read_params_file
+from imgcls.significance import bootstrap_ci95
 from imgcls.splits import read_classes
 
 
@@ -25,7 +27,8 @@ def main() -> None:
     parser.add_argument("--out-predictions", type=Path, required=True)
     args = parser.parse_args()
     params: EnsembleParams
-    (params,) = load_params(args.params, "ensemble")
+    evaluate: EvaluateParams
+    params, evaluate = load_params(args.params, "ensemble", "evaluate")
     defined = model_names(read_params_file(args.params))
     unknown = [m for m in params.models if m not in defined]
     if unknown:
@@ -41,6 +44,8 @@ def main() -> None:
     y_pred = majority_vote(votes, params.models.index(params.tie_break), len(classes))
 
     scores = classification_scores(y_true, y_pred, classes)
+    # Resampled as each model's test images are, so the ensemble's intervals compare with theirs.
+    scores.update(bootstrap_ci95(y_true, y_pred, len(classes), evaluate.bootstrap_resamples, evaluate.bootstrap_seed))
     write_json(args.details, scores)
     write_json(args.metrics, headline(scores, "test"))
     write_predictions(args.out_predictions, ids, y_true, y_pred, classes)

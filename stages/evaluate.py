@@ -1,7 +1,7 @@
 """DVC stage `evaluate@<model>`: score the best checkpoint on the test split.
 
 The headline scores go to `--metrics` (what `dvc metrics diff` and `dvc exp show` compare);
-every score, the per-class ones, the test loss and the parameter counts go to `--details`.
+every score, the per-class ones, 95% bootstrap intervals, the test loss and the parameter counts go to `--details`.
 """
 
 import sys
@@ -19,6 +19,7 @@ from imgcls.models import MODEL_NAMES, count_parameters
 from imgcls.params import EvaluateParams, load_params, resolve_model
 from imgcls.preprocessing import Preprocessing
 from imgcls.rebuild import rebuild_current
+from imgcls.significance import bootstrap_ci95
 from imgcls.splits import load_split, read_classes
 from imgcls.training import predict, select_device
 
@@ -50,6 +51,7 @@ def main() -> None:
     # Plain cross-entropy (no label smoothing or class weights), comparable across models.
     scores["loss"] = float(torch.nn.functional.cross_entropy(logits, torch.from_numpy(test.labels)))
     scores["params_total"], scores["params_trainable"] = count_parameters(model)
+    scores.update(bootstrap_ci95(test.labels, y_pred, len(classes), params.bootstrap_resamples, params.bootstrap_seed))
     write_json(args.details, scores)
     write_json(args.metrics, headline(scores, "test"))
     write_predictions(args.predictions, test.ids, test.labels, y_pred, classes)

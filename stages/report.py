@@ -17,11 +17,14 @@ from imgcls.params import EnsembleParams, ReportParams, TrainParams, load_params
 from imgcls.preprocessing import Preprocessing
 from imgcls.rebuild import rebuild_current
 from imgcls.report import check_feature_layers, comparison_table, conv_shapes, feature_maps, filter_grid
-from imgcls.review import bar_figure, error_overlap, errors_per_class, flags, pick_winner, resolution
+from imgcls.review import (
+    bar_figure, ensemble_versus_best, error_overlap, errors_per_class, flags, interval_columns, interval_note,
+    pick_winner, resolution,
+)
 from imgcls.splits import load_split, read_classes
 
-# recall_macro is left out: it always equals balanced_accuracy.
-SCORE_COLUMNS = ("accuracy", "balanced_accuracy", "f1_macro", "precision_macro", "f1_weighted")
+SCORE_COLUMNS = ("accuracy [95% interval]", "precision_macro", "recall_macro", "f1_macro [95% interval]", "f1_weighted")
+OVERLAP_COLUMNS = ("model A", "model B", "both wrong", "only A wrong", "only B wrong", "exact McNemar")
 COLUMNS = ("model", "arch", *SCORE_COLUMNS, "best val f1_macro (epoch)", "params_total", "params_trainable", "train_seconds", "figures")
 
 
@@ -73,7 +76,7 @@ def main() -> None:
                 links.append(f"[feature maps]({args.figures.name}/{name}_features.png)")
             summary = read_json(args.train_metrics / name / "metrics.json")
             rows.append(
-                {"model": name, "arch": recipes[name].settings.arch, **scores[name],
+                {"model": name, "arch": recipes[name].settings.arch, **scores[name], **interval_columns(scores[name]),
                  "best val f1_macro (epoch)": f"{summary['best_val']['f1_macro']:.4f} ({summary['best_epoch']})",
                  "train_seconds": f"{sum(read_json(args.train_metrics / name / 'timings.json')['epoch_seconds']):.1f}",
                  "figures": ", ".join(links)}
@@ -82,6 +85,7 @@ def main() -> None:
         scores["ensemble"] = read_json(args.details / "ensemble.json")
         rows.append(
             {"model": "ensemble", "arch": f"vote({', '.join(ensemble.models)})", **scores["ensemble"],
+             **interval_columns(scores["ensemble"]),
              "params_total": sum(scores[m]["params_total"] for m in ensemble.models),
              "params_trainable": sum(scores[m]["params_trainable"] for m in ensemble.models),
              "figures": "[confusion](figures/ensemble/confusion.png)"}
@@ -92,7 +96,8 @@ def main() -> None:
     write_curves(args.curves, curves)
     write_steps(args.steps, {name: args.train_metrics / name for name in names})
 
-    verdict = pick_winner({name: scores[name] for name in names}, train.monitor)
+    verdict = pick_winner({name: scores[name] for name in names}, train.monitor, y_true, predictions)
+    versus_best = ensemble_versus_best(y_true, predictions, scores, "ensemble", ensemble.models)
     warnings = flags(predictions, scores, classes, "ensemble", ensemble.models)
     support = np.bincount(y_true, minlength=len(classes))
     recall_rows = [
@@ -106,8 +111,10 @@ def main() -> None:
             f"# Winner: {verdict.sentence()}",
             "",
             f"Test split: {len(test.ids)} images, {len(classes)} classes ({', '.join(classes)}); {resolution(y_true, classes)}. "
-            f"The winner is picked by the test counterpart of train.monitor ({train.monitor}).",
+            f"The winner is picked by the test counterpart of train.monitor ({train.monitor}) and tested against the "
+            "runner-up with McNemar's exact test on the images only one of them gets wrong.",
             "",
+            *([f"Ensemble vs its best member: {versus_best}.", ""] if versus_best else []),
             "## Flags",
             "",
             *([f"- {warning}" for warning in warnings] or ["None: every model beats chance, predicts more than one class, and the ensemble "
@@ -115,7 +122,8 @@ def main() -> None:
             "",
             "## Scores (test split)",
             "",
-            "Best score per column in bold. The best val macro-F1 is the training run's own pick (best.pt).",
+            "Best score per column in bold. The best val macro-F1 is the training run's own pick (best.pt). "
+            f"{interval_note(y_true, scores[names[0]])}",
             "",
             comparison_table(rows, COLUMNS, bold=SCORE_COLUMNS),
             f"![test macro-F1 by model]({args.figures.name}/f1_macro_by_model.png)",
@@ -128,9 +136,11 @@ def main() -> None:
             comparison_table(error_rows, ("class", *predictions), bold=()),
             "## Error overlap between models",
             "",
-            "Images both models get wrong, and those only one of them does: few shared errors make a pair worth ensembling.",
+            "Images both models get wrong, and those only one of them does: few shared errors make a pair worth "
+            "ensembling. Exact McNemar: the chance of an only-A / only-B split at least that uneven if both models "
+            "were equally accurate; below 0.05, their accuracies really differ.",
             "",
-            comparison_table(overlap, ("model A", "model B", "both wrong", "only A wrong", "only B wrong"), bold=())
+            comparison_table(overlap, OVERLAP_COLUMNS, bold=())
             if overlap else "One model: nothing to compare.\n",
             "## Curves",
             "",

@@ -59,6 +59,11 @@ def test_normalisation_statistics_written_by_dvc_as_strings_are_numbers():
     assert parse_section("train", {"normalize_mean": ["5e-01", 0.5, 0.5]}).normalize_mean == (0.5, 0.5, 0.5)
 
 
+def test_a_bootstrap_of_fewer_than_a_thousand_resamples_is_refused():
+    with pytest.raises(ImgclsError, match=r"evaluate\.bootstrap_resamples: .*greater than or equal to 1000 \(got 100"):
+        parse_section("evaluate", {"bootstrap_resamples": 100})
+
+
 def test_missing_required_key_is_named():
     with pytest.raises(ImgclsError, match=r"extract\.images: required key is missing"):
         parse_section("extract", {"annotations": "a.json", "categories": ["a", "b"]})

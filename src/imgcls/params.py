@@ -229,6 +229,9 @@ class ModelOptions(Section):
 
 class EvaluateParams(Section):
     misclassified: Int = Field(32, ge=0)
+    # Fewer than 1,000 resamples leaves the 2.5th and 97.5th percentiles resting on a couple of draws each.
+    bootstrap_resamples: Int = Field(1000, ge=1000, le=1_000_000)
+    bootstrap_seed: Seed = 0
 
 
 class EnsembleParams(Section):

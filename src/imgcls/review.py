@@ -1,4 +1,5 @@
-"""What a reviewer asks of a comparison: who won and by how much, which results cannot be trusted, and where models err.
+"""What a reviewer asks of a comparison: who won, by how much and whether that is more than chance, which results
+cannot be trusted, and where models err.
 
 Pure functions over scores and label arrays, so the report stage only gathers files and writes Markdown.
 """
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from imgcls.figures import plt, save_figure
+from imgcls.significance import ALPHA, Interval, Paired, format_p, paired_test
 
 # train.monitor -> (score in the evaluate details, higher is better)
 MONITORED_SCORE = {"val/f1_macro": ("f1_macro", True), "val/acc": ("accuracy", True), "val/loss": ("loss", False)}
@@ -26,25 +28,62 @@ class Verdict:
     value: float
     runner_up: str | None
     runner_up_value: float | None
+    paired: Paired | None  # winner (A) against runner-up (B) on the same test images
 
     def sentence(self) -> str:
-        if self.runner_up is None or self.runner_up_value is None:
+        if self.runner_up is None or self.runner_up_value is None or self.paired is None:
             return f"{self.winner}, the only model: test {self.score} {self.value:.4f}"
         margin = abs(self.value - self.runner_up_value)
         if margin == 0:
-            return f"{self.winner}, tied with {self.runner_up} on test {self.score} {self.value:.4f} (the first listed wins a tie)"
-        return (
-            f"{self.winner}, test {self.score} {self.value:.4f}, ahead of {self.runner_up} "
-            f"({self.runner_up_value:.4f}) by {margin:.4f}"
-        )
+            lead = (
+                f"{self.winner}, tied with {self.runner_up} on test {self.score} {self.value:.4f} "
+                "(the first listed wins a tie)"
+            )
+        else:
+            lead = (
+                f"{self.winner}, test {self.score} {self.value:.4f}, ahead of {self.runner_up} "
+                f"({self.runner_up_value:.4f}) by {margin:.4f}"
+            )
+        return f"{lead}, {significance(self.paired, self.runner_up)}"
 
 
-def pick_winner(scores: Mapping[str, Mapping[str, Any]], monitor: str) -> Verdict:
-    """The best model by the test counterpart of `train.monitor`; ties go to the first listed."""
+def significance(paired: Paired, other: str) -> str:
+    """Whether a difference to `other` is significant at 0.05, said plainly when it is not."""
+    test = f"exact McNemar {format_p(paired.p_value)}"
+    if paired.significant:
+        return f"significant at {ALPHA} on these {paired.images} images ({test})"
+    return f"not significant at {ALPHA} ({test}): not distinguishable from {other} on these {paired.images} images"
+
+
+def pick_winner(
+    scores: Mapping[str, Mapping[str, Any]], monitor: str, y_true: np.ndarray, predictions: Mapping[str, np.ndarray]
+) -> Verdict:
+    """The best model by the test counterpart of `train.monitor`, tested against the runner-up.
+
+    Ties go to the first listed.
+    """
     key, higher_is_better = MONITORED_SCORE[monitor]
     ranked = sorted(scores, key=lambda name: -scores[name][key] if higher_is_better else scores[name][key])
-    runner_up = ranked[1] if len(ranked) > 1 else None
-    return Verdict(ranked[0], key, float(scores[ranked[0]][key]), runner_up, float(scores[runner_up][key]) if runner_up else None)
+    if len(ranked) == 1:
+        return Verdict(ranked[0], key, float(scores[ranked[0]][key]), None, None, None)
+    winner, runner_up = ranked[:2]
+    return Verdict(
+        winner, key, float(scores[winner][key]), runner_up, float(scores[runner_up][key]),
+        paired_test(y_true, predictions[winner], predictions[runner_up]),
+    )
+
+
+def ensemble_versus_best(
+    y_true: np.ndarray, predictions: Mapping[str, np.ndarray], scores: Mapping[str, Mapping[str, Any]],
+    ensemble: str, members: Sequence[str],
+) -> str | None:
+    """The ensemble against its best member by test macro-F1, tested as the winner is; None with no ensemble rows."""
+    if len(predictions.get(ensemble, ())) == 0:
+        return None
+    best = max(members, key=lambda m: scores[m]["f1_macro"])
+    mine, theirs = scores[ensemble]["f1_macro"], scores[best]["f1_macro"]
+    paired = paired_test(y_true, predictions[ensemble], predictions[best])
+    return f"{ensemble} test f1_macro {mine:.4f}, {best} {theirs:.4f} ({mine - theirs:+.4f}), " + significance(paired, best)
 
 
 def flags(
@@ -55,9 +94,9 @@ def flags(
     chance = 1 / len(classes)
     found = []
     for name, y_pred in predictions.items():
-        if scores[name]["balanced_accuracy"] <= chance:
+        if scores[name]["recall_macro"] <= chance:
             found.append(
-                f"{name}: balanced accuracy {scores[name]['balanced_accuracy']:.4f} is at or below chance "
+                f"{name}: macro recall (balanced accuracy) {scores[name]['recall_macro']:.4f} is at or below chance "
                 f"({chance:.4f} for {len(classes)} classes)"
             )
         predicted = np.unique(y_pred)
@@ -73,22 +112,41 @@ def flags(
     return found
 
 
+INTERVAL_SCORES = ("accuracy", "f1_macro")
+
+
+def interval_columns(scores: Mapping[str, Any]) -> dict[str, Interval]:
+    """A details file's accuracy and macro-F1 with their 95% intervals, as `<score> [95% interval]` table cells."""
+    return {f"{score} [95% interval]": Interval(scores[score], *scores[f"{score}_ci95"]) for score in INTERVAL_SCORES}
+
+
+def interval_note(y_true: np.ndarray, scores: Mapping[str, Any]) -> str:
+    """How the intervals were drawn (from one details file) and how many test images one point is."""
+    return (
+        f"95% intervals: percentile bootstrap over the {len(y_true)} test images "
+        f"({scores['ci95_resamples']} resamples, evaluate.bootstrap_seed {scores['ci95_seed']}); "
+        f"a difference of one point of accuracy is {len(y_true) / 100:.2f} test images."
+    )
+
+
 def errors_per_class(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> list[int]:
     """Wrong test predictions per true class."""
     return np.bincount(y_true[y_true != y_pred], minlength=num_classes).tolist()
 
 
 def error_overlap(y_true: np.ndarray, predictions: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
-    """For every pair of models: images both get wrong, only the first, only the second.
+    """For every pair of models: images both get wrong, only the first, only the second, and McNemar's exact
+    p-value on those last two counts.
 
     Few images wrong for both is what makes an ensemble of the pair worth trying.
     """
     rows = []
     for a, b in combinations(predictions, 2):
-        wrong_a, wrong_b = predictions[a] != y_true, predictions[b] != y_true
+        paired = paired_test(y_true, predictions[a], predictions[b])
+        both = int(((predictions[a] != y_true) & (predictions[b] != y_true)).sum())
         rows.append(
-            {"model A": a, "model B": b, "both wrong": int((wrong_a & wrong_b).sum()),
-             "only A wrong": int((wrong_a & ~wrong_b).sum()), "only B wrong": int((~wrong_a & wrong_b).sum())}
+            {"model A": a, "model B": b, "both wrong": both, "only A wrong": paired.only_a,
+             "only B wrong": paired.only_b, "exact McNemar": format_p(paired.p_value)}
         )
     return rows
 
