@@ -11,6 +11,7 @@ import numpy as np
 from imgcls.atomic import atomic_dir, read_json, write_text
 from imgcls.cli import stage_main, stage_parser
 from imgcls.curves import overlay_figure, read_curve, train_val_figure, write_curves, write_steps
+from imgcls.errors import ImgclsError
 from imgcls.evaluation import read_predictions
 from imgcls.models import MODEL_NAMES, conv_layers
 from imgcls.params import EnsembleParams, ReportParams, TrainParams, load_params, model_names, read_params_file, resolve_model
@@ -45,7 +46,12 @@ def main() -> None:
 
     classes = read_classes(args.processed / "classes.json")
     test = load_split(args.processed / "test")
-    image = test.images[min(params.feature_image, len(test.ids) - 1)]
+    if params.feature_image >= len(test.ids):
+        raise ImgclsError(
+            f"report.feature_image: {params.feature_image} is past the end of the test split, which holds {len(test.ids)} images "
+            f"(0 .. {len(test.ids) - 1})"
+        )
+    image = test.images[params.feature_image]
     side = test.images.shape[1]
     settings = {name: resolve_model(args.params, name, MODEL_NAMES) for name in names}
     models = {name: rebuild_trained(settings[name], len(classes), side, args.models_dir / name / "best.pt") for name in names}

@@ -217,6 +217,8 @@ class ModelOptions(Section):
     head_hidden: Int | None = Field(None, gt=0)
     head_dropout: Rate | None = None
     probe: bool | None = None
+    # A frozen backbone of random weights makes a feature-quality baseline, not a model: meant only when said so.
+    random_features: bool | None = None
 
     @model_validator(mode="after")
     def _probe_keeps_the_backbone_frozen(self) -> ModelOptions:
@@ -434,6 +436,22 @@ def _model_entry(raw: dict[str, Any], name: str) -> tuple[str, dict[str, Any], s
     return f"models.{name}", entry, None
 
 
+def _check_freezing(key: str, options: ModelOptions, epochs: int, init_from: str | None) -> None:
+    """Refuse freezing settings that would train silently but not as meant."""
+    unfreeze = options.unfreeze_at_epoch
+    if unfreeze is not None and options.freeze in (None, "none"):
+        raise ImgclsError(f"{key}.unfreeze_at_epoch: {unfreeze} unfreezes a frozen backbone, but nothing is frozen; set freeze or drop it")
+    if unfreeze is not None and unfreeze > epochs:
+        raise ImgclsError(f"{key}.unfreeze_at_epoch: {unfreeze} is past the last epoch (epochs: {epochs}), so it would never unfreeze")
+    # A finetune entry starts from its source's trained weights, so its frozen layers are learnt ones.
+    weightless = not options.pretrained and options.weights_path is None and init_from is None
+    if options.freeze not in (None, "none") and weightless and not options.random_features:
+        raise ImgclsError(
+            f"{key}.freeze: {options.freeze} freezes layers of random weights (no pretrained or weights_path), so the head "
+            "learns from random features; give it weights, or set random_features: true if that baseline is meant"
+        )
+
+
 def resolve_model(path: str | Path, name: str, architectures: Sequence[str]) -> ModelSettings:
     """Overlay `models.<name>` on the `train` defaults and validate the result.
 
@@ -455,5 +473,8 @@ def resolve_model(path: str | Path, name: str, architectures: Sequence[str]) -> 
         close = difflib.get_close_matches(arch, architectures, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ImgclsError(f"{key}: unknown architecture '{arch}'{hint}; valid: {', '.join(architectures)}")
-    picked = {k: v for k, v in options.model_dump().items() if v is not None and k not in ("arch", "unfreeze_at_epoch")}
+    _check_freezing(key, options, merged.epochs, init_from)
+    picked = {
+        k: v for k, v in options.model_dump().items() if v is not None and k not in ("arch", "unfreeze_at_epoch", "random_features")
+    }
     return ModelSettings(name, arch, merged, picked, options.unfreeze_at_epoch, init_from)
