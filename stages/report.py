@@ -14,7 +14,10 @@ from imgcls.curves import overlay_figure, read_curve, train_val_figure, write_cu
 from imgcls.errors import ImgclsError
 from imgcls.evaluation import read_predictions
 from imgcls.models import MODEL_NAMES, conv_layers
-from imgcls.params import EnsembleParams, ReportParams, TrainParams, load_params, model_names, read_params_file, resolve_model
+from imgcls.near_duplicates import twin_flag
+from imgcls.params import (
+    EnsembleParams, ReportParams, TrainParams, builds_ensemble, load_params, model_names, read_params_file, resolve_model,
+)
 from imgcls.rebuild import rebuild_trained
 from imgcls.report import check_feature_layers, comparison_table, conv_shapes, feature_maps, filter_grid
 from imgcls.review import bar_figure, error_overlap, errors_per_class, flags, pick_winner, resolution
@@ -37,6 +40,7 @@ def main() -> None:
     parser.add_argument("--figures", type=Path, required=True, help="folder for the report's PNG figures, beside --out")
     parser.add_argument("--curves", type=Path, required=True, help="CSV of every model's per-epoch curves")
     parser.add_argument("--steps", type=Path, required=True, help="CSV of every model's logged step losses (train.log_every_steps)")
+    parser.add_argument("--near-duplicates", type=Path, required=True, help="the split stage's near-duplicate pairs across splits")
     args = parser.parse_args()
     params: ReportParams
     ensemble: EnsembleParams
@@ -80,14 +84,15 @@ def main() -> None:
                  "train_seconds": f"{sum(read_json(args.train_metrics / name / 'timings.json')['epoch_seconds']):.1f}",
                  "figures": ", ".join(links)}
             )
-        _, y_true, predictions["ensemble"] = read_predictions(args.ensemble_predictions, classes)
-        scores["ensemble"] = read_json(args.details / "ensemble.json")
-        rows.append(
-            {"model": "ensemble", "arch": f"vote({', '.join(ensemble.models)})", **scores["ensemble"],
-             "params_total": sum(scores[m]["params_total"] for m in ensemble.models),
-             "params_trainable": sum(scores[m]["params_trainable"] for m in ensemble.models),
-             "figures": "[confusion](figures/ensemble/confusion.png)"}
-        )
+        if builds_ensemble(ensemble.models):
+            _, y_true, predictions["ensemble"] = read_predictions(args.ensemble_predictions, classes)
+            scores["ensemble"] = read_json(args.details / "ensemble.json")
+            rows.append(
+                {"model": "ensemble", "arch": f"vote({', '.join(ensemble.models)})", **scores["ensemble"],
+                 "params_total": sum(scores[m]["params_total"] for m in ensemble.models),
+                 "params_trainable": sum(scores[m]["params_trainable"] for m in ensemble.models),
+                 "figures": "[confusion](figures/ensemble/confusion.png)"}
+            )
         bar_figure(tmp / "f1_macro_by_model.png", list(scores), [s["f1_macro"] for s in scores.values()], "test macro-F1")
         train_val_figure(tmp / "train_vs_val.png", curves)
         overlay_figure(tmp / "val_f1_macro_by_epoch.png", curves, "val_f1_macro", "val macro-F1")
@@ -95,7 +100,8 @@ def main() -> None:
     write_steps(args.steps, {name: args.train_metrics / name for name in names})
 
     verdict = pick_winner({name: scores[name] for name in names}, train.monitor)
-    warnings = flags(predictions, scores, classes, "ensemble", ensemble.models)
+    warnings = flags(predictions, scores, classes, "ensemble" if builds_ensemble(ensemble.models) else None, ensemble.models)
+    warnings += twin_flag(args.near_duplicates, test.ids.tolist())
     support = np.bincount(y_true, minlength=len(classes))
     recall_rows = [
         {"class": f"{c} ({support[i]})", **{m: s["per_class"][c]["recall"] for m, s in scores.items()}} for i, c in enumerate(classes)

@@ -321,6 +321,7 @@ def test_report_refuses_a_broken_checkpoint_in_one_line_and_writes_nothing(tmp_p
         "--predictions", tmp_path / "predictions", "--ensemble-predictions", tmp_path / "ensemble.csv",
         "--details", tmp_path / "details", "--train-metrics", tmp_path / "train",
         "--out", out / "report.md", "--figures", out / "report", "--curves", out / "curves.csv", "--steps", out / "steps.csv",
+        "--near-duplicates", tmp_path / "near_duplicates.csv",
     )
     assert_one_line_error(result, f"error: {models / 'net1' / 'best.pt'}: ", message)
     assert list(out.iterdir()) == [], "no report and no temporary folder"
@@ -335,6 +336,7 @@ def test_report_refuses_a_feature_image_past_the_test_split_naming_its_size(tmp_
         "--predictions", tmp_path / "predictions", "--ensemble-predictions", tmp_path / "ensemble.csv",
         "--details", tmp_path / "details", "--train-metrics", tmp_path / "train",
         "--out", out / "report.md", "--figures", out / "report", "--curves", out / "curves.csv", "--steps", out / "steps.csv",
+        "--near-duplicates", tmp_path / "near_duplicates.csv",
     )
     assert_one_line_error(result, "report.feature_image: 18 is past the end of the test split, which holds 18 images (0 .. 17)")
     assert list(out.iterdir()) == []

@@ -66,7 +66,10 @@ def extract_and_normalize(root: Path, params: dict) -> None:
 
 
 def split(root: Path, params: dict, out: str) -> subprocess.CompletedProcess[str]:
-    return run_stage(root, params, "split", "--normalized", str(root / "normalized"), "--out", str(root / out))
+    return run_stage(
+        root, params, "split", "--normalized", str(root / "normalized"), "--out", str(root / out),
+        "--near-duplicates", str(root / f"{out}_near_duplicates.csv"),
+    )
 
 
 @pytest.fixture(scope="module")

@@ -114,6 +114,8 @@ class SplitParams(Section):
     fractions: tuple[Float, Float, Float] = (0.8, 0.1, 0.1)
     per_class: tuple[Int, ...] | None = None
     seed: Seed = 0
+    # pHash bits (of 64) two images in different splits may differ by and still be listed as near-duplicates.
+    near_duplicate_bits: Int = Field(4, ge=0, le=32)
 
     @field_validator("fractions")
     @classmethod
@@ -233,14 +235,19 @@ class EvaluateParams(Section):
     misclassified: Int = Field(32, ge=0)
 
 
+def builds_ensemble(members: Sequence[str]) -> bool:
+    """Fewer than two members (null or [] included) build no ensemble: one model's vote is that model."""
+    return len(members) >= 2
+
+
 class EnsembleParams(Section):
-    models: list[str] = Field(min_length=2)
-    tie_break: str
+    models: Annotated[list[str], BeforeValidator(lambda members: [] if members is None else members)] = []
+    tie_break: str | None = None
 
     @model_validator(mode="after")
     def _tie_break_is_a_member(self) -> EnsembleParams:
-        if self.tie_break not in self.models:
-            raise ValueError(f"tie_break '{self.tie_break}' must be one of ensemble.models {self.models}")
+        if builds_ensemble(self.models) and self.tie_break not in self.models:
+            raise ValueError(f"tie_break '{self.tie_break}' must be one of ensemble.models {self.models}: the member whose vote wins a tie")
         return self
 
 
