@@ -405,23 +405,50 @@ def model_names(raw: dict[str, Any]) -> list[str]:
 
 def _finetune_entries(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """`finetune:` checked for what dvc.yaml's finetune@ stages rely on: each entry names a `models:` key in `from`."""
+    problems = finetune_problems(raw)
+    if problems:
+        # DVC resolves finetune: before any stage runs, so the next mistake may come from DVC itself.
+        raise ImgclsError(f"{problems[0]}; `imgcls check` lists every problem in params.yaml before DVC reads it")
+    return raw.get("finetune") or {}
+
+
+def finetune_problems(raw: dict[str, Any]) -> list[str]:
+    """One line per `finetune:` mistake: an entry named like a model, or a `from` that is missing, itself, in a cycle or not a model."""
     finetune = raw.get("finetune")
     if finetune is None:
-        return {}
+        return []
     if not isinstance(finetune, dict):
-        raise ImgclsError(f"finetune: expected a mapping of model name -> settings ({{}} for none), got {finetune!r}")
-    models = raw.get("models") or {}
+        return [f"finetune: expected a mapping of model name -> settings ({{}} for none), got {finetune!r}"]
+    models = raw.get("models") if isinstance(raw.get("models"), dict) else {}
+    problems = []
     for name, entry in finetune.items():
-        if not isinstance(entry, dict) or "from" not in entry:
-            raise ImgclsError(f"finetune.{name}: expected a mapping with from: <a key of models:>, got {entry!r}")
         if name in models:
-            raise ImgclsError(f"finetune.{name}: also a key of models:; a finetuned model needs a name of its own")
-        if entry["from"] not in models:
-            raise ImgclsError(
-                f"finetune.{name}.from: '{entry['from']}' is not a key of models:{_hint(str(entry['from']), models, 'models')} "
-                "(its data/models/<from>/best.pt is where training starts)"
-            )
-    return finetune
+            problems.append(f"finetune.{name}: also a key of models:; a finetuned model needs a name of its own")
+        if not isinstance(entry, dict) or "from" not in entry:
+            problems.append(f"finetune.{name}.from: missing; expected a mapping with from: <a key of models:>, got {entry!r}")
+        elif entry["from"] not in models:
+            problems.append(f"finetune.{name}.from: {_not_a_source(name, entry['from'], finetune, models)}")
+    return problems
+
+
+def _not_a_source(name: str, source: object, finetune: dict[str, Any], models: dict[str, Any]) -> str:
+    """Why `source` cannot be where finetune entry `name` starts; training starts from data/models/<from>/best.pt."""
+    if source == name:
+        return f"'{source}' is this entry itself; name the key of models: whose trained best.pt it starts from"
+    chain = [name]
+    while chain[-1] in finetune and isinstance(finetune[chain[-1]], dict) and finetune[chain[-1]].get("from") not in (None, *chain):
+        chain.append(finetune[chain[-1]]["from"])
+    looped = isinstance(finetune.get(chain[-1]), dict) and finetune[chain[-1]].get("from") in chain
+    if looped:
+        start = finetune[chain[-1]]["from"]
+        cycle = " -> ".join([*chain[chain.index(start):], start])
+        return f"'{source}' {'makes' if start == name else 'leads into'} a cycle ({cycle}); from: must name a key of models:"
+    if source in finetune:
+        return f"'{source}' is another finetune: entry, not a key of models:; start from its model, '{finetune[source].get('from')}'"
+    return (
+        f"'{source}' is not a key of models:{_hint(str(source), models, 'models')} "
+        "(its data/models/<from>/best.pt is where training starts)"
+    )
 
 
 def _model_entry(raw: dict[str, Any], name: str) -> tuple[str, dict[str, Any], str | None]:

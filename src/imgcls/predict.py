@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from imgcls.check import add_check_command
 from imgcls.cli import stage_main
 from imgcls.errors import ImgclsError
 from imgcls.folder import IMAGE_SUFFIXES
@@ -149,8 +150,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     command.add_argument("--models-dir", type=Path, default=Path("data/models"), help="the train stages' folder (<model>/best.pt)")
     command.add_argument("--top-k", type=int, default=3, help="classes shown per image")
     command.add_argument("--json", action="store_true", help="print a JSON list instead of one line per image")
+    add_check_command(commands)
     args = parser.parse_args(argv)
-    stage_main(lambda: _run(args))
+    stage_main(lambda: args.run(args) if args.command == "check" else _run(args))
 
 
 if __name__ == "__main__":
