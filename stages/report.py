@@ -16,7 +16,8 @@ from imgcls.evaluation import read_predictions
 from imgcls.models import MODEL_NAMES, conv_layers
 from imgcls.near_duplicates import twin_flag
 from imgcls.params import (
-    EnsembleParams, ReportParams, TrainParams, builds_ensemble, load_params, model_names, read_params_file, resolve_model,
+    EnsembleParams, ReportParams, TrainParams, builds_ensemble, load_params, model_names, read_params_file,
+    resolve_model,
 )
 from imgcls.rebuild import rebuild_trained
 from imgcls.report import check_feature_layers, comparison_table, conv_shapes, feature_maps, filter_grid
@@ -40,7 +41,9 @@ def main() -> None:
     parser.add_argument("--figures", type=Path, required=True, help="folder for the report's PNG figures, beside --out")
     parser.add_argument("--curves", type=Path, required=True, help="CSV of every model's per-epoch curves")
     parser.add_argument("--steps", type=Path, required=True, help="CSV of every model's logged step losses (train.log_every_steps)")
-    parser.add_argument("--near-duplicates", type=Path, required=True, help="the split stage's near-duplicate pairs across splits")
+    parser.add_argument(
+        "--near-duplicates", type=Path, required=True, help="the split stage's near-duplicate pairs across splits"
+    )
     args = parser.parse_args()
     params: ReportParams
     ensemble: EnsembleParams
@@ -52,8 +55,8 @@ def main() -> None:
     test = load_split(args.processed / "test")
     if params.feature_image >= len(test.ids):
         raise ImgclsError(
-            f"report.feature_image: {params.feature_image} is past the end of the test split, which holds {len(test.ids)} images "
-            f"(0 .. {len(test.ids) - 1})"
+            f"report.feature_image: {params.feature_image} is past the end of the test split, "
+            f"which holds {len(test.ids)} images (0 .. {len(test.ids) - 1})"
         )
     image = test.images[params.feature_image]
     side = test.images.shape[1]
@@ -100,7 +103,8 @@ def main() -> None:
     write_steps(args.steps, {name: args.train_metrics / name for name in names})
 
     verdict = pick_winner({name: scores[name] for name in names}, train.monitor)
-    warnings = flags(predictions, scores, classes, "ensemble" if builds_ensemble(ensemble.models) else None, ensemble.models)
+    voted = builds_ensemble(ensemble.models)
+    warnings = flags(predictions, scores, classes, "ensemble" if voted else None, ensemble.models)
     warnings += twin_flag(args.near_duplicates, test.ids.tolist())
     support = np.bincount(y_true, minlength=len(classes))
     recall_rows = [

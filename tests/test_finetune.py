@@ -43,7 +43,7 @@ def test_a_finetune_entry_inherits_its_source_and_overlays_its_own_keys(tmp_path
         ({"x": {"dropout": 0.3}}, r"finetune.x.from: missing; expected a mapping with from:"),
         ({"x": {"from": "x"}}, r"finetune.x.from: 'x' is this entry itself"),
         ({"x": {"from": "y"}, "y": {"from": "x"}}, r"finetune.x.from: 'y' makes a cycle \(x -> y -> x\)"),
-        ({"x": {"from": "y"}, "y": {"from": "cnn"}}, r"finetune.x.from: 'y' is another finetune: entry, not a key of models:; start from"),
+        ({"x": {"from": "y"}, "y": {"from": "cnn"}}, r"finetune.x.from: 'y' is a finetune: entry, not a key of models:; start from its model 'cnn'"),
         ({"cnn": {"from": "cnn"}}, r"finetune.cnn: also a key of models:"),
         ({"x": {"from": "cnn", "epoch": 3}}, r"finetune.x.epoch: unknown key; did you mean 'epochs'\?"),
         ({"x": {"from": "cnn", "dropout": 1.5}}, r"finetune.x"),

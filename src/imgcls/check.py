@@ -70,6 +70,8 @@ def run_check(args: argparse.Namespace) -> None:
 
 def add_check_command(commands: argparse._SubParsersAction) -> None:
     """Register `imgcls check` on the `imgcls` command's subcommands."""
-    command = commands.add_parser("check", help="validate the whole params.yaml, one line per problem", description=__doc__)
+    command = commands.add_parser(
+        "check", help="validate the whole params.yaml, one line per problem", description=__doc__
+    )
     command.add_argument("--params", type=Path, default=Path("params.yaml"), help="the params file to check")
     command.set_defaults(run=run_check)

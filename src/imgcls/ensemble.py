@@ -32,8 +32,8 @@ def check_members(members: Sequence[str], defined: Sequence[str]) -> None:
     unknown = [m for m in members if m not in defined]
     if unknown:
         raise ImgclsError(
-            f"ensemble.models: {unknown} are not in models: or finetune: ({', '.join(defined)}); list two or more of those, "
-            "or set ensemble.models: [] to run without an ensemble"
+            f"ensemble.models: {unknown} are not in models: or finetune: ({', '.join(defined)}); "
+            "list two or more of those, or set ensemble.models: [] to run without an ensemble"
         )
 
 

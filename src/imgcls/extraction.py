@@ -45,7 +45,10 @@ def pixel_digest(pixels: np.ndarray) -> str:
     return hashlib.sha256(header + np.ascontiguousarray(pixels).tobytes()).hexdigest()
 
 
-def _extract_one(record: Selected, out_images: Path, size: int, given_split: str) -> tuple[dict[str, object], str] | BadImage:
+Row = dict[str, object]
+
+
+def _extract_one(record: Selected, out_images: Path, size: int, given_split: str) -> tuple[Row, str] | BadImage:
     expected = (record.width, record.height) if record.width is not None and record.height is not None else None
     try:
         pixels, (width, height) = decode(record.source, expected, target=size)
@@ -112,12 +115,12 @@ def _keeping_order(row: Mapping[str, object]) -> tuple[int, int]:
     return (SPLIT_FOLDERS.index(split) if split else 0, int(str(row["id"])))
 
 
-def drop_duplicates(extracted: Sequence[tuple[dict[str, object], str]]) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
-    """(kept rows, dropped rows with `same_as`): of images with identical pixels, one copy is kept (see `_keeping_order`).
+def drop_duplicates(extracted: Sequence[tuple[Row, str]]) -> tuple[list[Row], list[Row]]:
+    """(kept rows, dropped rows with `same_as`): of images with identical pixels, one copy is kept (`_keeping_order`).
 
     Copies filed under different categories are refused: no rule can tell which label is right.
     """
-    first: dict[str, dict[str, object]] = {}
+    first: dict[str, Row] = {}
     dropped = []
     for row, digest in sorted(extracted, key=lambda pair: _keeping_order(pair[0])):
         kept = first.setdefault(digest, row)
@@ -125,15 +128,17 @@ def drop_duplicates(extracted: Sequence[tuple[dict[str, object], str]]) -> tuple
             continue
         if kept["category"] != row["category"]:
             raise ImgclsError(
-                f"extract: {kept['source_file']} ({kept['category']}) and {row['source_file']} ({row['category']}) are the same "
-                "image under two labels; delete the wrong copy or fix its label"
+                f"extract: {kept['source_file']} ({kept['category']}) and {row['source_file']} ({row['category']}) "
+                "are the same image under two labels; delete the wrong copy or fix its label"
             )
         dropped.append({**row, "same_as": kept["source_file"]})
     kept_ids = {id(row) for row in first.values()}
     return [row for row, _ in extracted if id(row) in kept_ids], dropped
 
 
-def _with_duplicates(removed: Mapping[str, Mapping[str, int]], duplicates: Sequence[Mapping[str, object]]) -> dict[str, Counter[str]]:
+def _with_duplicates(
+    removed: Mapping[str, Mapping[str, int]], duplicates: Sequence[Mapping[str, object]]
+) -> dict[str, Counter[str]]:
     counts = {name: Counter(rules) for name, rules in removed.items()}
     for row in duplicates:
         counts.setdefault(str(row["category"]), Counter())["duplicate"] += 1

@@ -13,7 +13,10 @@ from imgcls.errors import ImgclsError
 
 
 def write_csv(
-    path: Path, rows: Iterable[Mapping[str, object]], columns: Sequence[str], extrasaction: Literal["raise", "ignore"] = "raise"
+    path: Path,
+    rows: Iterable[Mapping[str, object]],
+    columns: Sequence[str],
+    extrasaction: Literal["raise", "ignore"] = "raise",
 ) -> None:
     """`extrasaction="ignore"` leaves keys outside `columns` out; by default they are a bug, and raise."""
     buffer = io.StringIO()

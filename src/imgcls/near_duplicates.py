@@ -68,7 +68,8 @@ def twin_flag(path: Path, test_ids: Sequence[int], shown: int = 10) -> list[str]
     if not twins:
         return []
     more = f" and {len(twins) - shown} more" if len(twins) > shown else ""
+    listed = ", ".join(map(str, twins[:shown]))
     return [
         f"test split: {len(twins)} of {len(wanted)} test images have a near-twin in train (pairs in {path}; "
-        f"split.near_duplicate_bits sets how near), so test scores may be inflated: ids {', '.join(map(str, twins[:shown]))}{more}"
+        f"split.near_duplicate_bits sets how near), so test scores may be inflated: ids {listed}{more}"
     ]

@@ -247,7 +247,10 @@ class EnsembleParams(Section):
     @model_validator(mode="after")
     def _tie_break_is_a_member(self) -> EnsembleParams:
         if builds_ensemble(self.models) and self.tie_break not in self.models:
-            raise ValueError(f"tie_break '{self.tie_break}' must be one of ensemble.models {self.models}: the member whose vote wins a tie")
+            raise ValueError(
+                f"tie_break '{self.tie_break}' must be one of ensemble.models {self.models}: "
+                "the member whose vote wins a tie"
+            )
         return self
 
 
@@ -413,7 +416,7 @@ def _finetune_entries(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def finetune_problems(raw: dict[str, Any]) -> list[str]:
-    """One line per `finetune:` mistake: an entry named like a model, or a `from` that is missing, itself, in a cycle or not a model."""
+    """One line per `finetune:` mistake: a name of models:, or a `from` missing, itself, in a cycle or not a model."""
     finetune = raw.get("finetune")
     if finetune is None:
         return []
@@ -425,7 +428,9 @@ def finetune_problems(raw: dict[str, Any]) -> list[str]:
         if name in models:
             problems.append(f"finetune.{name}: also a key of models:; a finetuned model needs a name of its own")
         if not isinstance(entry, dict) or "from" not in entry:
-            problems.append(f"finetune.{name}.from: missing; expected a mapping with from: <a key of models:>, got {entry!r}")
+            problems.append(
+                f"finetune.{name}.from: missing; expected a mapping with from: <a key of models:>, got {entry!r}"
+            )
         elif entry["from"] not in models:
             problems.append(f"finetune.{name}.from: {_not_a_source(name, entry['from'], finetune, models)}")
     return problems
@@ -435,16 +440,20 @@ def _not_a_source(name: str, source: object, finetune: dict[str, Any], models: d
     """Why `source` cannot be where finetune entry `name` starts; training starts from data/models/<from>/best.pt."""
     if source == name:
         return f"'{source}' is this entry itself; name the key of models: whose trained best.pt it starts from"
+
+    def source_of(entry: str) -> object:
+        return finetune[entry].get("from") if isinstance(finetune.get(entry), dict) else None
+
     chain = [name]
-    while chain[-1] in finetune and isinstance(finetune[chain[-1]], dict) and finetune[chain[-1]].get("from") not in (None, *chain):
-        chain.append(finetune[chain[-1]]["from"])
-    looped = isinstance(finetune.get(chain[-1]), dict) and finetune[chain[-1]].get("from") in chain
-    if looped:
-        start = finetune[chain[-1]]["from"]
+    while chain[-1] in finetune and source_of(chain[-1]) not in (None, *chain):
+        chain.append(source_of(chain[-1]))
+    start = source_of(chain[-1])
+    if start in chain:
         cycle = " -> ".join([*chain[chain.index(start):], start])
-        return f"'{source}' {'makes' if start == name else 'leads into'} a cycle ({cycle}); from: must name a key of models:"
+        verb = "makes" if start == name else "leads into"
+        return f"'{source}' {verb} a cycle ({cycle}); from: must name a key of models:"
     if source in finetune:
-        return f"'{source}' is another finetune: entry, not a key of models:; start from its model, '{finetune[source].get('from')}'"
+        return f"'{source}' is a finetune: entry, not a key of models:; start from its model '{source_of(source)}'"
     return (
         f"'{source}' is not a key of models:{_hint(str(source), models, 'models')} "
         "(its data/models/<from>/best.pt is where training starts)"
@@ -474,15 +483,21 @@ def _check_freezing(key: str, options: ModelOptions, epochs: int, init_from: str
     """Refuse freezing settings that would train silently but not as meant."""
     unfreeze = options.unfreeze_at_epoch
     if unfreeze is not None and options.freeze in (None, "none"):
-        raise ImgclsError(f"{key}.unfreeze_at_epoch: {unfreeze} unfreezes a frozen backbone, but nothing is frozen; set freeze or drop it")
+        raise ImgclsError(
+            f"{key}.unfreeze_at_epoch: {unfreeze} unfreezes a frozen backbone, but nothing is frozen; "
+            "set freeze or drop it"
+        )
     if unfreeze is not None and unfreeze > epochs:
-        raise ImgclsError(f"{key}.unfreeze_at_epoch: {unfreeze} is past the last epoch (epochs: {epochs}), so it would never unfreeze")
+        raise ImgclsError(
+            f"{key}.unfreeze_at_epoch: {unfreeze} is past the last epoch (epochs: {epochs}), so it would never unfreeze"
+        )
     # A finetune entry starts from its source's trained weights, so its frozen layers are learnt ones.
     weightless = not options.pretrained and options.weights_path is None and init_from is None
     if options.freeze not in (None, "none") and weightless and not options.random_features:
         raise ImgclsError(
-            f"{key}.freeze: {options.freeze} freezes layers of random weights (no pretrained or weights_path), so the head "
-            "learns from random features; give it weights, or set random_features: true if that baseline is meant"
+            f"{key}.freeze: {options.freeze} freezes layers of random weights (no pretrained or weights_path), "
+            "so the head learns from random features; give it weights, "
+            "or set random_features: true if that baseline is meant"
         )
 
 
@@ -508,7 +523,6 @@ def resolve_model(path: str | Path, name: str, architectures: Sequence[str]) -> 
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ImgclsError(f"{key}: unknown architecture '{arch}'{hint}; valid: {', '.join(architectures)}")
     _check_freezing(key, options, merged.epochs, init_from)
-    picked = {
-        k: v for k, v in options.model_dump().items() if v is not None and k not in ("arch", "unfreeze_at_epoch", "random_features")
-    }
+    not_builder_options = ("arch", "unfreeze_at_epoch", "random_features")
+    picked = {k: v for k, v in options.model_dump().items() if v is not None and k not in not_builder_options}
     return ModelSettings(name, arch, merged, picked, options.unfreeze_at_epoch, init_from)

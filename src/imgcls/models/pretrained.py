@@ -206,8 +206,8 @@ def _read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
     # message runs to paragraphs asking to file an issue about weights_only, which is no bug of ours or torch's.
     except Exception as error:
         raise ImgclsError(
-            f"weights_path '{path}' could not be read as a state_dict ({type(error).__name__}); expected a file written by "
-            "torch.save(model.state_dict(), path)"
+            f"weights_path '{path}' could not be read as a state_dict ({type(error).__name__}); "
+            "expected a file written by torch.save(model.state_dict(), path)"
         ) from None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ImgclsError(
