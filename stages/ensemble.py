@@ -4,15 +4,18 @@ Headline scores go to `--metrics`, every score and the 95% intervals to `--detai
 `--figures`.
 """
 
+import argparse
 from pathlib import Path
+
+import numpy as np
 
 from imgcls.atomic import write_json
 from imgcls.cli import stage_main, stage_parser
-from imgcls.ensemble import check_aligned, majority_vote
-from imgcls.errors import ImgclsError
+from imgcls.ensemble import NO_ENSEMBLE, check_aligned, check_members, majority_vote
 from imgcls.evaluation import confusion_figure, read_predictions, write_predictions
+from imgcls.figures import image_grid
 from imgcls.metrics import classification_scores, headline
-from imgcls.params import EnsembleParams, EvaluateParams, load_params, model_names, read_params_file
+from imgcls.params import EnsembleParams, EvaluateParams, builds_ensemble, load_params, model_names, read_params_file
 from imgcls.significance import bootstrap_ci95
 from imgcls.splits import read_classes
 
@@ -29,12 +32,11 @@ def main() -> None:
     params: EnsembleParams
     evaluate: EvaluateParams
     params, evaluate = load_params(args.params, "ensemble", "evaluate")
-    defined = model_names(read_params_file(args.params))
-    unknown = [m for m in params.models if m not in defined]
-    if unknown:
-        raise ImgclsError(f"ensemble.models: {unknown} are not in models: or finetune: ({', '.join(defined)})")
-
+    check_members(params.models, model_names(read_params_file(args.params)))
     classes = read_classes(args.processed / "classes.json")
+    if not builds_ensemble(params.models):
+        write_no_ensemble(args, classes)
+        return
     ids, y_true, _ = read_predictions(args.predictions / f"{params.models[0]}.csv", classes)
     votes = []
     for name in params.models:
@@ -51,6 +53,16 @@ def main() -> None:
     write_predictions(args.out_predictions, ids, y_true, y_pred, classes)
     confusion_figure(args.figures / "confusion.png", y_true, y_pred, classes, "ensemble (test)")
     print(f"ensemble of {', '.join(params.models)}: accuracy {scores['accuracy']:.4f}, f1_macro {scores['f1_macro']:.4f}")
+
+
+def write_no_ensemble(args: argparse.Namespace, classes: list[str]) -> None:
+    """Every declared output, saying there is no ensemble: DVC, the report and `dvc plots show` still find them."""
+    write_json(args.details, NO_ENSEMBLE)
+    write_json(args.metrics, NO_ENSEMBLE)
+    empty = np.zeros(0, np.int64)
+    write_predictions(args.out_predictions, empty, empty, empty, classes)
+    image_grid(args.figures / "confusion.png", [], [], empty="no ensemble: ensemble.models lists fewer than two models")
+    print(f"ensemble: none built, ensemble.models lists fewer than two models; {args.metrics} says members: 0")
 
 
 if __name__ == "__main__":

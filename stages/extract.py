@@ -4,7 +4,9 @@ from pathlib import Path
 
 from imgcls.cli import stage_main, stage_parser
 from imgcls.coco import load_coco, select
-from imgcls.extraction import BAD_IMAGES_FILE, SELECTION_FILE, extract_images, fetch_missing, selection_summary
+from imgcls.extraction import (
+    BAD_IMAGES_FILE, DUPLICATES_FILE, SELECTION_FILE, extract_images, fetch_missing, selection_summary,
+)
 from imgcls.folder import SPLIT_FOLDERS, select_from_folder
 from imgcls.params import ExtractParams, load_params
 
@@ -33,6 +35,10 @@ def main() -> None:
     )
     skipped = f"; skipped {len(bad)} unusable (see {args.out / BAD_IMAGES_FILE})" if bad else ""
     print(f"extract: {kept} images of {len(params.categories)} categories -> {args.out}{skipped}")
+    duplicates = sum(int(row["duplicate"]) for row in selection)
+    if duplicates:
+        listed = args.out / DUPLICATES_FILE
+        print(f"extract: {duplicates} image(s) repeat another's pixels and were kept once (listed in {listed})")
     print(f"extract: per category (also in {args.out / SELECTION_FILE}):")
     for line in selection_summary(selection):
         print(f"  {line}")

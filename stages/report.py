@@ -11,9 +11,14 @@ import numpy as np
 from imgcls.atomic import atomic_dir, read_json, write_text
 from imgcls.cli import stage_main, stage_parser
 from imgcls.curves import overlay_figure, read_curve, train_val_figure, write_curves, write_steps
+from imgcls.errors import ImgclsError
 from imgcls.evaluation import read_predictions
 from imgcls.models import MODEL_NAMES, conv_layers
-from imgcls.params import EnsembleParams, ReportParams, TrainParams, load_params, model_names, read_params_file, resolve_model
+from imgcls.near_duplicates import twin_flag
+from imgcls.params import (
+    EnsembleParams, ReportParams, TrainParams, builds_ensemble, load_params, model_names, read_params_file,
+    resolve_model,
+)
 from imgcls.preprocessing import Preprocessing
 from imgcls.rebuild import rebuild_current
 from imgcls.report import check_feature_layers, comparison_table, conv_shapes, feature_maps, filter_grid
@@ -40,6 +45,9 @@ def main() -> None:
     parser.add_argument("--figures", type=Path, required=True, help="folder for the report's PNG figures, beside --out")
     parser.add_argument("--curves", type=Path, required=True, help="CSV of every model's per-epoch curves")
     parser.add_argument("--steps", type=Path, required=True, help="CSV of every model's logged step losses (train.log_every_steps)")
+    parser.add_argument(
+        "--near-duplicates", type=Path, required=True, help="the split stage's near-duplicate pairs across splits"
+    )
     args = parser.parse_args()
     params: ReportParams
     ensemble: EnsembleParams
@@ -50,7 +58,12 @@ def main() -> None:
     classes = read_classes(args.processed / "classes.json")
     preprocessing = Preprocessing.read(args.processed)
     test = load_split(args.processed / "test")
-    image = test.images[min(params.feature_image, len(test.ids) - 1)]
+    if params.feature_image >= len(test.ids):
+        raise ImgclsError(
+            f"report.feature_image: {params.feature_image} is past the end of the test split, "
+            f"which holds {len(test.ids)} images (0 .. {len(test.ids) - 1})"
+        )
+    image = test.images[params.feature_image]
     trained = {
         name: rebuild_current(args.models_dir / name / "best.pt", resolve_model(args.params, name, MODEL_NAMES), classes, preprocessing)
         for name in names
@@ -81,15 +94,16 @@ def main() -> None:
                  "train_seconds": f"{sum(read_json(args.train_metrics / name / 'timings.json')['epoch_seconds']):.1f}",
                  "figures": ", ".join(links)}
             )
-        _, y_true, predictions["ensemble"] = read_predictions(args.ensemble_predictions, classes)
-        scores["ensemble"] = read_json(args.details / "ensemble.json")
-        rows.append(
-            {"model": "ensemble", "arch": f"vote({', '.join(ensemble.models)})", **scores["ensemble"],
-             **interval_columns(scores["ensemble"]),
-             "params_total": sum(scores[m]["params_total"] for m in ensemble.models),
-             "params_trainable": sum(scores[m]["params_trainable"] for m in ensemble.models),
-             "figures": "[confusion](figures/ensemble/confusion.png)"}
-        )
+        if builds_ensemble(ensemble.models):
+            _, y_true, predictions["ensemble"] = read_predictions(args.ensemble_predictions, classes)
+            scores["ensemble"] = read_json(args.details / "ensemble.json")
+            rows.append(
+                {"model": "ensemble", "arch": f"vote({', '.join(ensemble.models)})", **scores["ensemble"],
+                 **interval_columns(scores["ensemble"]),
+                 "params_total": sum(scores[m]["params_total"] for m in ensemble.models),
+                 "params_trainable": sum(scores[m]["params_trainable"] for m in ensemble.models),
+                 "figures": "[confusion](figures/ensemble/confusion.png)"}
+            )
         bar_figure(tmp / "f1_macro_by_model.png", list(scores), [s["f1_macro"] for s in scores.values()], "test macro-F1")
         train_val_figure(tmp / "train_vs_val.png", curves)
         overlay_figure(tmp / "val_f1_macro_by_epoch.png", curves, "val_f1_macro", "val macro-F1")
@@ -97,8 +111,10 @@ def main() -> None:
     write_steps(args.steps, {name: args.train_metrics / name for name in names})
 
     verdict = pick_winner({name: scores[name] for name in names}, train.monitor, y_true, predictions)
+    voted = builds_ensemble(ensemble.models)
     versus_best = ensemble_versus_best(y_true, predictions, scores, "ensemble", ensemble.models)
-    warnings = flags(predictions, scores, classes, "ensemble", ensemble.models)
+    warnings = flags(predictions, scores, classes, "ensemble" if voted else None, ensemble.models)
+    warnings += twin_flag(args.near_duplicates, test.ids.tolist())
     support = np.bincount(y_true, minlength=len(classes))
     recall_rows = [
         {"class": f"{c} ({support[i]})", **{m: s["per_class"][c]["recall"] for m, s in scores.items()}} for i, c in enumerate(classes)

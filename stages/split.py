@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from imgcls.cli import stage_main, stage_parser
+from imgcls.near_duplicates import cross_split_pairs, phash, write_near_duplicates
 from imgcls.params import ExtractParams, SplitParams, load_params
 from imgcls.preprocessing import Preprocessing
 from imgcls.splits import SPLITS
@@ -13,6 +14,7 @@ def main() -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--normalized", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--near-duplicates", type=Path, required=True, help="CSV of near-duplicate pairs across splits")
     args = parser.parse_args()
     extract: ExtractParams
     params: SplitParams
@@ -29,11 +31,17 @@ def main() -> None:
         assignment = assign_by_fractions(data.labels, classes, params.fractions, params.seed)
     write_splits(args.out, data, assignment, classes)
     preprocessing.write(args.out)
+    pairs = cross_split_pairs(phash(data.images), assignment, params.near_duplicate_bits)
+    write_near_duplicates(args.near_duplicates, pairs, data.ids, data.labels, assignment, classes)
     shown = SPLITS[:2] if no_test_split(assignment) else SPLITS
     sizes = ", ".join(f"{name} {int((assignment == SPLITS.index(name)).sum())}" for name in shown)
     print(f"split: {sizes} -> {args.out}")
     if no_test_split(assignment):
         print("split: no test split: evaluate scores the val split (test/ holds the val images)")
+    print(
+        f"split: {len(pairs)} near-duplicate pair(s) across splits (pHashes at most split.near_duplicate_bits = "
+        f"{params.near_duplicate_bits} of 64 bits apart) -> {args.near_duplicates}"
+    )
 
 
 if __name__ == "__main__":

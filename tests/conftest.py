@@ -183,6 +183,13 @@ def die_after_first_epoch(epoch: int, record: dict) -> None:
 GOOD_PNG = cv2.imencode(".png", np.full((30, 40, 3), 90, np.uint8))[1].tobytes()
 
 
+def distinct_png(index: int) -> bytes:
+    """GOOD_PNG with one pixel set from `index`: a different picture each, as extract keeps identical ones only once."""
+    pixels = np.full((30, 40, 3), 90, np.uint8)
+    pixels[index // 40 % 30, index % 40] = (index * 37 % 256, index // 256 % 256, 200)
+    return cv2.imencode(".png", pixels)[1].tobytes()
+
+
 class CocoCase:
     """Twenty cats and twenty dogs as PNGs with a COCO file and params, which each hostile case then breaks in one way."""
 
@@ -193,7 +200,7 @@ class CocoCase:
         self.coco: dict = {"images": [], "annotations": [], "categories": [{"id": 2, "name": "cat"}, {"id": 5, "name": "dog"}]}
         for image_id in range(1, 41):
             name = f"{image_id:04d}.png"
-            (self.images / name).write_bytes(GOOD_PNG)
+            (self.images / name).write_bytes(distinct_png(image_id))
             self.coco["images"].append({"id": image_id, "file_name": name, "width": 40, "height": 30})
             self.coco["annotations"].append(
                 {"id": image_id, "image_id": image_id, "category_id": 2 if image_id % 2 else 5, "bbox": [0, 0, 4, 4], "area": 16, "iscrowd": 0}

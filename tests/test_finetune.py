@@ -40,7 +40,10 @@ def test_a_finetune_entry_inherits_its_source_and_overlays_its_own_keys(tmp_path
     ("finetune", "message"),
     [
         ({"x": {"from": "nope"}}, r"finetune.x.from: 'nope' is not a key of models:"),
-        ({"x": {"dropout": 0.3}}, r"finetune.x: expected a mapping with from:"),
+        ({"x": {"dropout": 0.3}}, r"finetune.x.from: missing; expected a mapping with from:"),
+        ({"x": {"from": "x"}}, r"finetune.x.from: 'x' is this entry itself"),
+        ({"x": {"from": "y"}, "y": {"from": "x"}}, r"finetune.x.from: 'y' makes a cycle \(x -> y -> x\)"),
+        ({"x": {"from": "y"}, "y": {"from": "cnn"}}, r"finetune.x.from: 'y' is a finetune: entry, not a key of models:; start from its model 'cnn'"),
         ({"cnn": {"from": "cnn"}}, r"finetune.cnn: also a key of models:"),
         ({"x": {"from": "cnn", "epoch": 3}}, r"finetune.x.epoch: unknown key; did you mean 'epochs'\?"),
         ({"x": {"from": "cnn", "dropout": 1.5}}, r"finetune.x"),
@@ -72,6 +75,18 @@ def test_finetune_starts_from_the_source_checkpoint_and_reruns_when_it_changes(t
     assert "finetune@net1_more" in tiny.run("dvc", "status").stdout, "a change to net1 reaches what starts from it"
     tiny.set_params({"models": {"net1": {}, "net2": {"epochs": 3}}})
     assert "finetune@net1_more" not in tiny.run("dvc", "status").stdout
+
+
+@pytest.mark.e2e
+def test_a_finetune_named_like_a_model_deletes_nothing_of_that_model(tiny):
+    kept = ["data/models/net2/best.pt", "metrics/net2.json", "metrics/details/net2.json", "metrics/predictions/net2.csv",
+            "metrics/figures/net2/confusion.png", "metrics/train/net2/metrics.json", "metrics/train/net2/steps.csv"]
+    before = {path: (tiny.root / path).read_bytes() for path in kept}
+    tiny.set_params({"finetune": {"net2": {"from": "net1"}}})
+    result = tiny.run("dvc", "repro", "-s", "finetune@net2", check=False)
+    assert result.returncode != 0
+    assert "finetune.net2: also a key of models:; a finetuned model needs a name of its own" in result.stdout + result.stderr
+    assert {path: (tiny.root / path).read_bytes() for path in kept} == before, "net2's checkpoint, scores and figures untouched"
 
 
 def test_the_train_stage_refuses_init_for_a_model_that_is_not_a_finetune_entry(tmp_path):

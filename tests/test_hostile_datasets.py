@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import GOOD_PNG, REPO, CocoCase, tool_env
+from conftest import GOOD_PNG, REPO, CocoCase, distinct_png, tool_env
 
 GIF = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"
 
@@ -210,7 +210,7 @@ def test_real_shaped_coco_counts_what_each_rule_removed(tmp_path):
     assert result.returncode == 0, result.stderr
 
     zero = dict.fromkeys(("hidden", "unsupported_extension", "crowd", "other_categories", "several_categories",
-                          "not_sampled", "missing_file", "download_failed", "unreadable"), 0)
+                          "not_sampled", "missing_file", "download_failed", "unreadable", "duplicate"), 0)
     assert selection(tmp_path) == {
         "cat": {**zero, "found": 11, "crowd": 1, "other_categories": 1, "several_categories": 1, "missing_file": 1, "unreadable": 1, "kept": 6},
         "dog": {**zero, "found": 7, "crowd": 2, "several_categories": 1, "kept": 4},
@@ -244,8 +244,9 @@ def folder_extract(root: Path, categories: list[str]) -> dict:
 def test_folder_hidden_and_unsupported_files_are_counted_not_read(tmp_path):
     root = tmp_path / "pets"
     make_folder(root, {
-        "cat/a.png": GOOD_PNG, "cat/b.png": GOOD_PNG, "cat/.thumb.png": GOOD_PNG, "cat/._b.png": b"\x00\x05\x16\x07 AppleDouble",
-        "cat/imageNotFound.gif": GIF, "cat/notes.txt": b"scraped from flickr", "dog/c.png": GOOD_PNG, "dog/d.png": GOOD_PNG,
+        "cat/a.png": distinct_png(1), "cat/b.png": distinct_png(2), "cat/.thumb.png": GOOD_PNG,
+        "cat/._b.png": b"\x00\x05\x16\x07 AppleDouble", "cat/imageNotFound.gif": GIF, "cat/notes.txt": b"scraped from flickr",
+        "dog/c.png": distinct_png(3), "dog/d.png": distinct_png(4),
     })
     (root / "cat" / "gone.png").symlink_to(Path("../.pool/deleted.png"))
     result = run_extract(tmp_path, folder_extract(root, ["cat", "dog"]))
@@ -266,7 +267,7 @@ def test_folder_class_without_images_names_the_rules(tmp_path):
 
 def test_folder_of_symlinks_inside_the_root_is_read(tmp_path):
     root = tmp_path / "pets"
-    make_folder(root, {".pool/1.png": GOOD_PNG, ".pool/2.png": GOOD_PNG, ".pool/3.png": GOOD_PNG})
+    make_folder(root, {f".pool/{n}.png": distinct_png(n) for n in (1, 2, 3)})
     for category, number in (("cat", 1), ("cat", 2), ("dog", 3)):
         (root / category).mkdir(exist_ok=True)
         (root / category / f"{number}.png").symlink_to(Path(f"../.pool/{number}.png"))
@@ -277,8 +278,8 @@ def test_folder_of_symlinks_inside_the_root_is_read(tmp_path):
 
 def test_folder_symlink_leading_outside_the_root_is_refused(tmp_path):
     root = tmp_path / "pets"
-    make_folder(root, {"cat/a.png": GOOD_PNG, "dog/b.png": GOOD_PNG})
-    (tmp_path / "elsewhere.png").write_bytes(GOOD_PNG)
+    make_folder(root, {"cat/a.png": distinct_png(1), "dog/b.png": distinct_png(2)})
+    (tmp_path / "elsewhere.png").write_bytes(distinct_png(3))
     (root / "dog" / "c.png").symlink_to(tmp_path / "elsewhere.png")
     result = run_extract(tmp_path, folder_extract(root, ["cat", "dog"]))
     assert_refused(result, tmp_path, "dog/c.png", "outside extract.images")

@@ -94,7 +94,25 @@ SETTINGS = {
     "model head_hidden true": (
         "models.net1", "train: {}\nmodels:\n  net1:\n    head_hidden: true\n", "models.net1.head_hidden: expected a number, not true/false"
     ),
+    "unfreeze_at_epoch past the last epoch": (
+        "models.resnet18", "train:\n  epochs: 3\nmodels:\n  resnet18: {pretrained: true, freeze: backbone, unfreeze_at_epoch: 4}\n",
+        "models.resnet18.unfreeze_at_epoch: 4 is past the last epoch (epochs: 3)",
+    ),
+    "unfreeze_at_epoch with nothing frozen": (
+        "models.resnet18", "models:\n  resnet18: {pretrained: true, unfreeze_at_epoch: 2}\n",
+        "models.resnet18.unfreeze_at_epoch: 2 unfreezes a frozen backbone, but nothing is frozen",
+    ),
+    "frozen backbone of random weights": (
+        "models.resnet18", "models:\n  resnet18: {freeze: last_block}\n",
+        "models.resnet18.freeze: last_block freezes layers of random weights (no pretrained or weights_path)",
+    ),
 }
+
+
+def test_a_frozen_random_backbone_is_accepted_when_said_to_be_meant(tmp_path):
+    path = write_params(tmp_path, text="models:\n  resnet18: {freeze: backbone, random_features: true, unfreeze_at_epoch: 8}\n")
+    settings = resolve_model(path, "resnet18", MODEL_NAMES)
+    assert settings.options == {"freeze": "backbone"} and settings.unfreeze_at_epoch == 8
 
 
 def load(path: Path, section: str) -> object:
@@ -320,9 +338,25 @@ def test_report_refuses_a_broken_checkpoint_in_one_line_and_writes_nothing(tmp_p
         "--predictions", tmp_path / "predictions", "--ensemble-predictions", tmp_path / "ensemble.csv",
         "--details", tmp_path / "details", "--train-metrics", tmp_path / "train",
         "--out", out / "report.md", "--figures", out / "report", "--curves", out / "curves.csv", "--steps", out / "steps.csv",
+        "--near-duplicates", tmp_path / "near_duplicates.csv",
     )
     assert_one_line_error(result, f"error: {models / 'net1' / 'best.pt'}: ", message)
     assert list(out.iterdir()) == [], "no report and no temporary folder"
+
+
+def test_report_refuses_a_feature_image_past_the_test_split_naming_its_size(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    params = write_params(tmp_path, {**PARAMS, "report": {"feature_image": 18}})
+    result = run_stage(
+        "report", params, "--processed", processed(tmp_path), "--models-dir", tmp_path / "models",
+        "--predictions", tmp_path / "predictions", "--ensemble-predictions", tmp_path / "ensemble.csv",
+        "--details", tmp_path / "details", "--train-metrics", tmp_path / "train",
+        "--out", out / "report.md", "--figures", out / "report", "--curves", out / "curves.csv", "--steps", out / "steps.csv",
+        "--near-duplicates", tmp_path / "near_duplicates.csv",
+    )
+    assert_one_line_error(result, "report.feature_image: 18 is past the end of the test split, which holds 18 images (0 .. 17)")
+    assert list(out.iterdir()) == []
 
 
 LAST_PT = {

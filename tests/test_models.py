@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -231,6 +232,13 @@ def test_weights_path_errors_name_the_file_and_the_mismatch(tmp_path) -> None:
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(ImgclsError, match=r"garbage.pth' could not be read as a state_dict"):
         build_model("resnet18", 3, 32, weights_path=garbage)
+
+    random_bytes = tmp_path / "random.pth"
+    random_bytes.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(ImgclsError) as error:
+        build_model("resnet18", 3, 32, weights_path=random_bytes)
+    assert "\n" not in str(error.value) and "file an issue" not in str(error.value), "one line of ours, not torch's paragraph"
+    assert "random.pth' could not be read as a state_dict" in str(error.value)
 
     other_architecture = tmp_path / "mobilenet.pth"
     torch.save(build_model("mobilenet_v2", 3, 32).state_dict(), other_architecture)

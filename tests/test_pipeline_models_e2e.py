@@ -80,3 +80,26 @@ def assert_a_review_fits_on_one_screen(tiny):
     first = (tiny.root / "metrics/report.md").read_text().splitlines()[0]
     assert first.split("Winner: ")[1].split(",")[0] in tiny.params()["models"], first
     assert re.search(r"significant at 0\.05 .*\(exact McNemar p [=<] [01]\.\d{3}\)", first), first
+
+
+def test_one_model_runs_without_an_ensemble(tiny):
+    params = tiny.params()
+    params["models"] = {"net1": params["models"]["net1"]}
+    tiny.write_params(params)
+    refused = tiny.run("dvc", "repro", check=False)
+    assert refused.returncode != 0
+    assert "ensemble.models: ['net2'] are not in models: or finetune: (net1)" in refused.stderr, refused.stderr
+    assert "set ensemble.models: [] to run without an ensemble" in refused.stderr
+
+    params["ensemble"] = {"models": []}
+    tiny.write_params(params)
+    tiny.run("dvc", "repro")
+    assert json.loads((tiny.root / "metrics/ensemble.json").read_text()) == {"members": 0}
+    assert (tiny.root / "metrics/ensemble_predictions.csv").read_text().splitlines() == ["id,actual,predicted,actual_index,predicted_index"]
+    report = (tiny.root / "metrics/report.md").read_text()
+    assert "\n| net1 |" in report and "| ensemble |" not in report and "net2" not in report
+    shown = json.loads(tiny.run("dvc", "metrics", "show", "--json").stdout)
+    assert any("metrics/ensemble.json" in json.dumps(entry) for entry in shown.values())
+    plots = json.loads(tiny.run("dvc", "plots", "show", "--json").stdout)["data"]
+    assert {row["model"] for row in plots["Validation macro-F1 by epoch, every model"][0]["content"]["data"]["values"]} == {"net1"}
+    assert "up to date" in tiny.run("dvc", "status").stdout

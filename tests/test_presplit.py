@@ -66,7 +66,10 @@ def extract_and_normalize(root: Path, params: dict) -> None:
 
 
 def split(root: Path, params: dict, out: str) -> subprocess.CompletedProcess[str]:
-    return run_stage(root, params, "split", "--normalized", str(root / "normalized"), "--out", str(root / out))
+    return run_stage(
+        root, params, "split", "--normalized", str(root / "normalized"), "--out", str(root / out),
+        "--near-duplicates", str(root / f"{out}_near_duplicates.csv"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +181,40 @@ def test_given_on_data_without_given_splits_is_refused(tmp_path):
     assert result.returncode != 0
     assert "split.method: 'given' keeps a dataset's own train/ val/ test/ folders, but 20 of 20 images came from none" in result.stderr
     assert "split.method: stratified" in result.stderr and not (tmp_path / "processed").exists()
+
+
+def copy_images(source: Path, target: Path, count: int) -> list[str]:
+    """Copy the first `count` images of `source` into `target` under other names; return the copies' paths from the root."""
+    target.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for path in sorted(source.iterdir())[:count]:
+        (target / f"copy_{path.name}").write_bytes(path.read_bytes())
+        copies.append(f"{target.parent.name}/{target.name}/copy_{path.name}")
+    return copies
+
+
+def test_identical_images_in_two_given_splits_stay_in_train_only(tmp_path):
+    images = presplit_folder(tmp_path / "hymenoptera")
+    copies = copy_images(images / "train" / "ants", images / "val" / "ants", 5)
+    params = folder_params(images)
+    extract_and_normalize(tmp_path, params)
+    selection = {row["category"]: row for row in read_rows(tmp_path / "extracted" / "selection.csv")}
+    assert (selection["ants"]["duplicate"], selection["ants"]["kept"]) == ("5", "28")
+    assert [row["source_file"] for row in read_rows(tmp_path / "extracted" / "duplicates.csv")] == copies
+    assert split(tmp_path, {**params, "split": {"method": "given"}}, "processed").returncode == 0
+    md5 = {row["id"]: row["md5"] for row in read_rows(tmp_path / "normalized" / "manifest.csv")}
+    by_split = {name: set() for name in ("train", "val", "test")}
+    for row in read_rows(tmp_path / "processed" / "splits.csv"):
+        by_split[row["split"]].add(md5[row["id"]])
+    assert not by_split["test"] & (by_split["train"] | by_split["val"]), "no picture in test is also in train or val"
+
+
+def test_identical_images_under_two_labels_are_refused(tmp_path):
+    images = presplit_folder(tmp_path / "hymenoptera")
+    [copy] = copy_images(images / "train" / "ants", images / "val" / "bees", 1)
+    result = run_stage(tmp_path, folder_params(images), "extract", "--out", str(tmp_path / "out"))
+    assert result.returncode != 0 and not (tmp_path / "out").exists()
+    assert f"train/ants/000.png (ants) and {copy} (bees) are the same image under two labels" in result.stderr
 
 
 LABELS = np.array([0] * 12 + [1] * 12)

@@ -66,7 +66,8 @@ def run_split(root: Path, split: dict) -> subprocess.CompletedProcess[str]:
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return subprocess.run(
         [sys.executable, str(REPO / "stages/split.py"), "--params", str(root / "params.yaml"),
-         "--normalized", str(normalized_folder(root / "normalized", 15)), "--out", str(root / "processed")],
+         "--normalized", str(normalized_folder(root / "normalized", 15)), "--out", str(root / "processed"),
+         "--near-duplicates", str(root / "near_duplicates.csv")],
         capture_output=True, text=True, env=tool_env(), timeout=120,
     )
 
@@ -77,6 +78,9 @@ def test_the_stage_without_a_test_split_puts_val_in_test_and_says_so(tmp_path, s
     assert result.returncode == 0, result.stderr
     assert "split: train 24, val 6 ->" in result.stdout
     assert "no test split: evaluate scores the val split" in result.stdout
+    # Flat grey images differ only in their DC term, so pHash tells none apart: every train x val pair is near.
+    assert "split: 144 near-duplicate pair(s) across splits" in result.stdout
+    assert len((tmp_path / "near_duplicates.csv").read_text().splitlines()) == 1 + 144
     train, val, test = (load_split(tmp_path / "processed" / name) for name in ("train", "val", "test"))
     assert (test.ids == val.ids).all() and not set(train.ids.tolist()) & set(val.ids.tolist())
 

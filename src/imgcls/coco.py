@@ -191,6 +191,7 @@ RULES = (
     "hidden", "unsupported_extension",  # image-folder source
     "crowd", "other_categories", "several_categories",  # COCO source
     "not_sampled", "missing_file", "download_failed", "unreadable",
+    "duplicate",  # the same decoded pixels as an image kept (extraction.drop_duplicates)
 )
 
 Removed = dict[str, Counter[str]]

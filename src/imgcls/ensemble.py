@@ -23,6 +23,20 @@ def majority_vote(predictions: Sequence[np.ndarray], tie_break: int, num_classes
     return np.where(referee_tied, referee, winners)
 
 
+# What the ensemble stage's metrics and details hold when no ensemble is built, so `dvc metrics show` says so.
+NO_ENSEMBLE = {"members": 0}
+
+
+def check_members(members: Sequence[str], defined: Sequence[str]) -> None:
+    """Refuse members that are not models, saying how to run without an ensemble."""
+    unknown = [m for m in members if m not in defined]
+    if unknown:
+        raise ImgclsError(
+            f"ensemble.models: {unknown} are not in models: or finetune: ({', '.join(defined)}); "
+            "list two or more of those, or set ensemble.models: [] to run without an ensemble"
+        )
+
+
 def check_aligned(name: str, ids: np.ndarray, reference: np.ndarray) -> None:
     if not np.array_equal(ids, reference):
         raise ImgclsError(f"ensemble.models: '{name}' was evaluated on different test images; rerun its evaluate stage")

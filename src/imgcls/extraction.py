@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from imgcls.atomic import atomic_dir
 from imgcls.coco import RULES, Selected, describe_removed, require_eligible
 from imgcls.download import RemoteImage, download_images
 from imgcls.errors import ImgclsError
+from imgcls.folder import SPLIT_FOLDERS
 from imgcls.images import BadImageError, decode, fit_within, write_png
 from imgcls.manifest import write_csv
 from imgcls.parallel import map_images
@@ -21,6 +25,8 @@ BAD_IMAGE_COLUMNS = ("id", "source_file", "reason")
 BAD_IMAGES_FILE = "bad_images.csv"
 SELECTION_COLUMNS = ("category", "found", *RULES, "kept")
 SELECTION_FILE = "selection.csv"
+DUPLICATE_COLUMNS = ("id", "category", "source_file", "same_as")
+DUPLICATES_FILE = "duplicates.csv"
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,16 @@ class BadImage:
     rule: str = "unreadable"
 
 
-def _extract_one(record: Selected, out_images: Path, size: int, given_split: str) -> dict[str, object] | BadImage:
+def pixel_digest(pixels: np.ndarray) -> str:
+    """A hash of decoded pixels, shape and type: equal for one picture under any file name, never for two pictures."""
+    header = f"{pixels.shape}{pixels.dtype}".encode()
+    return hashlib.sha256(header + np.ascontiguousarray(pixels).tobytes()).hexdigest()
+
+
+Row = dict[str, object]
+
+
+def _extract_one(record: Selected, out_images: Path, size: int, given_split: str) -> tuple[Row, str] | BadImage:
     expected = (record.width, record.height) if record.width is not None and record.height is not None else None
     try:
         pixels, (width, height) = decode(record.source, expected, target=size)
@@ -50,7 +65,7 @@ def _extract_one(record: Selected, out_images: Path, size: int, given_split: str
         "width": width,
         "height": height,
         "given_split": given_split,
-    }
+    }, pixel_digest(pixels)
 
 
 def extract_images(
@@ -76,19 +91,58 @@ def extract_images(
         out_images.mkdir()
         given = given_splits or {}
         results = map_images(lambda r: _extract_one(r, out_images, size, given.get(r.image_id, "")), todo, desc="extract")
-        rows = [r for r in results if isinstance(r, dict)]
         bad = [*known_bad, *(r for r in results if isinstance(r, BadImage))]
         _check_bad(bad, len(records), on_bad_image, max_bad_fraction)
-        selection = selection_table(records, removed or {}, bad, rows)
+        rows, duplicates = drop_duplicates([r for r in results if not isinstance(r, BadImage)])
+        for row in duplicates:
+            (tmp / str(row["file"])).unlink()
+        selection = selection_table(records, _with_duplicates(removed or {}, duplicates), bad, rows)
         _check_left(selection)
         write_csv(tmp / "manifest.csv", rows, MANIFEST_COLUMNS)
         write_csv(tmp / SELECTION_FILE, selection, SELECTION_COLUMNS)
+        write_csv(tmp / DUPLICATES_FILE, duplicates, DUPLICATE_COLUMNS, extrasaction="ignore")
         write_csv(
             tmp / BAD_IMAGES_FILE,
             ({"id": b.image_id, "source_file": b.source_name, "reason": b.reason} for b in sorted(bad, key=lambda b: b.image_id)),
             BAD_IMAGE_COLUMNS,
         )
     return len(rows), bad, selection
+
+
+def _keeping_order(row: Mapping[str, object]) -> tuple[int, int]:
+    """Train's copy first, then val's, then test's; within a split the first file: test keeps only images held out."""
+    split = str(row["given_split"])
+    return (SPLIT_FOLDERS.index(split) if split else 0, int(str(row["id"])))
+
+
+def drop_duplicates(extracted: Sequence[tuple[Row, str]]) -> tuple[list[Row], list[Row]]:
+    """(kept rows, dropped rows with `same_as`): of images with identical pixels, one copy is kept (`_keeping_order`).
+
+    Copies filed under different categories are refused: no rule can tell which label is right.
+    """
+    first: dict[str, Row] = {}
+    dropped = []
+    for row, digest in sorted(extracted, key=lambda pair: _keeping_order(pair[0])):
+        kept = first.setdefault(digest, row)
+        if kept is row:
+            continue
+        if kept["category"] != row["category"]:
+            raise ImgclsError(
+                f"extract: {kept['source_file']} ({kept['category']}) and {row['source_file']} ({row['category']}) "
+                "are the same image under two labels; delete the wrong copy or fix its label"
+            )
+        dropped.append({**row, "same_as": kept["source_file"]})
+    kept_ids = {id(row) for row in first.values()}
+    return [row for row, _ in extracted if id(row) in kept_ids], dropped
+
+
+def _with_duplicates(
+    removed: Mapping[str, Mapping[str, int]], duplicates: Sequence[Mapping[str, object]]
+) -> dict[str, Counter[str]]:
+    counts = {name: Counter(rules) for name, rules in removed.items()}
+    for row in duplicates:
+        counts.setdefault(str(row["category"]), Counter())["duplicate"] += 1
+    return counts
 
 
 def selection_table(

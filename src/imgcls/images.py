@@ -13,6 +13,10 @@ from PIL import Image, UnidentifiedImageError
 
 from imgcls.errors import ImgclsError
 
+# OpenCV logs its own warning (`[ WARN:0@...] PNG input buffer is incomplete`) beside the one line each
+# bad image gets from this module; every failure it logs also reaches us as a None decode.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
 # Far above any photo dataset's images, far below what would exhaust memory when decoded.
 MAX_PIXELS = 40_000_000
 # header_size enforces MAX_PIXELS itself, with the claimed size in the message; PIL's own guard would hide it.

@@ -6,14 +6,21 @@ import csv
 import io
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 from imgcls.atomic import write_text
 from imgcls.errors import ImgclsError
 
 
-def write_csv(path: Path, rows: Iterable[Mapping[str, object]], columns: Sequence[str]) -> None:
+def write_csv(
+    path: Path,
+    rows: Iterable[Mapping[str, object]],
+    columns: Sequence[str],
+    extrasaction: Literal["raise", "ignore"] = "raise",
+) -> None:
+    """`extrasaction="ignore"` leaves keys outside `columns` out; by default they are a bug, and raise."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction=extrasaction)
     writer.writeheader()
     writer.writerows(rows)
     write_text(path, buffer.getvalue())

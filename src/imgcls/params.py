@@ -114,6 +114,8 @@ class SplitParams(Section):
     fractions: tuple[Float, Float, Float] = (0.8, 0.1, 0.1)
     per_class: tuple[Int, ...] | None = None
     seed: Seed = 0
+    # pHash bits (of 64) two images in different splits may differ by and still be listed as near-duplicates.
+    near_duplicate_bits: Int = Field(4, ge=0, le=32)
 
     @field_validator("fractions")
     @classmethod
@@ -217,6 +219,8 @@ class ModelOptions(Section):
     head_hidden: Int | None = Field(None, gt=0)
     head_dropout: Rate | None = None
     probe: bool | None = None
+    # A frozen backbone of random weights makes a feature-quality baseline, not a model: meant only when said so.
+    random_features: bool | None = None
 
     @model_validator(mode="after")
     def _probe_keeps_the_backbone_frozen(self) -> ModelOptions:
@@ -234,14 +238,22 @@ class EvaluateParams(Section):
     bootstrap_seed: Seed = 0
 
 
+def builds_ensemble(members: Sequence[str]) -> bool:
+    """Fewer than two members (null or [] included) build no ensemble: one model's vote is that model."""
+    return len(members) >= 2
+
+
 class EnsembleParams(Section):
-    models: list[str] = Field(min_length=2)
-    tie_break: str
+    models: Annotated[list[str], BeforeValidator(lambda members: [] if members is None else members)] = []
+    tie_break: str | None = None
 
     @model_validator(mode="after")
     def _tie_break_is_a_member(self) -> EnsembleParams:
-        if self.tie_break not in self.models:
-            raise ValueError(f"tie_break '{self.tie_break}' must be one of ensemble.models {self.models}")
+        if builds_ensemble(self.models) and self.tie_break not in self.models:
+            raise ValueError(
+                f"tie_break '{self.tie_break}' must be one of ensemble.models {self.models}: "
+                "the member whose vote wins a tie"
+            )
         return self
 
 
@@ -399,23 +411,56 @@ def model_names(raw: dict[str, Any]) -> list[str]:
 
 def _finetune_entries(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """`finetune:` checked for what dvc.yaml's finetune@ stages rely on: each entry names a `models:` key in `from`."""
+    problems = finetune_problems(raw)
+    if problems:
+        # DVC resolves finetune: before any stage runs, so the next mistake may come from DVC itself.
+        raise ImgclsError(f"{problems[0]}; `imgcls check` lists every problem in params.yaml before DVC reads it")
+    return raw.get("finetune") or {}
+
+
+def finetune_problems(raw: dict[str, Any]) -> list[str]:
+    """One line per `finetune:` mistake: a name of models:, or a `from` missing, itself, in a cycle or not a model."""
     finetune = raw.get("finetune")
     if finetune is None:
-        return {}
+        return []
     if not isinstance(finetune, dict):
-        raise ImgclsError(f"finetune: expected a mapping of model name -> settings ({{}} for none), got {finetune!r}")
-    models = raw.get("models") or {}
+        return [f"finetune: expected a mapping of model name -> settings ({{}} for none), got {finetune!r}"]
+    models = raw.get("models") if isinstance(raw.get("models"), dict) else {}
+    problems = []
     for name, entry in finetune.items():
-        if not isinstance(entry, dict) or "from" not in entry:
-            raise ImgclsError(f"finetune.{name}: expected a mapping with from: <a key of models:>, got {entry!r}")
         if name in models:
-            raise ImgclsError(f"finetune.{name}: also a key of models:; a finetuned model needs a name of its own")
-        if entry["from"] not in models:
-            raise ImgclsError(
-                f"finetune.{name}.from: '{entry['from']}' is not a key of models:{_hint(str(entry['from']), models, 'models')} "
-                "(its data/models/<from>/best.pt is where training starts)"
+            problems.append(f"finetune.{name}: also a key of models:; a finetuned model needs a name of its own")
+        if not isinstance(entry, dict) or "from" not in entry:
+            problems.append(
+                f"finetune.{name}.from: missing; expected a mapping with from: <a key of models:>, got {entry!r}"
             )
-    return finetune
+        elif entry["from"] not in models:
+            problems.append(f"finetune.{name}.from: {_not_a_source(name, entry['from'], finetune, models)}")
+    return problems
+
+
+def _not_a_source(name: str, source: object, finetune: dict[str, Any], models: dict[str, Any]) -> str:
+    """Why `source` cannot be where finetune entry `name` starts; training starts from data/models/<from>/best.pt."""
+    if source == name:
+        return f"'{source}' is this entry itself; name the key of models: whose trained best.pt it starts from"
+
+    def source_of(entry: str) -> object:
+        return finetune[entry].get("from") if isinstance(finetune.get(entry), dict) else None
+
+    chain = [name]
+    while chain[-1] in finetune and source_of(chain[-1]) not in (None, *chain):
+        chain.append(source_of(chain[-1]))
+    start = source_of(chain[-1])
+    if start in chain:
+        cycle = " -> ".join([*chain[chain.index(start):], start])
+        verb = "makes" if start == name else "leads into"
+        return f"'{source}' {verb} a cycle ({cycle}); from: must name a key of models:"
+    if source in finetune:
+        return f"'{source}' is a finetune: entry, not a key of models:; start from its model '{source_of(source)}'"
+    return (
+        f"'{source}' is not a key of models:{_hint(str(source), models, 'models')} "
+        "(its data/models/<from>/best.pt is where training starts)"
+    )
 
 
 def _model_entry(raw: dict[str, Any], name: str) -> tuple[str, dict[str, Any], str | None]:
@@ -435,6 +480,28 @@ def _model_entry(raw: dict[str, Any], name: str) -> tuple[str, dict[str, Any], s
     if not isinstance(entry, dict):
         raise ImgclsError(f"models.{name}: expected a mapping of settings, got {entry!r}")
     return f"models.{name}", entry, None
+
+
+def _check_freezing(key: str, options: ModelOptions, epochs: int, init_from: str | None) -> None:
+    """Refuse freezing settings that would train silently but not as meant."""
+    unfreeze = options.unfreeze_at_epoch
+    if unfreeze is not None and options.freeze in (None, "none"):
+        raise ImgclsError(
+            f"{key}.unfreeze_at_epoch: {unfreeze} unfreezes a frozen backbone, but nothing is frozen; "
+            "set freeze or drop it"
+        )
+    if unfreeze is not None and unfreeze > epochs:
+        raise ImgclsError(
+            f"{key}.unfreeze_at_epoch: {unfreeze} is past the last epoch (epochs: {epochs}), so it would never unfreeze"
+        )
+    # A finetune entry starts from its source's trained weights, so its frozen layers are learnt ones.
+    weightless = not options.pretrained and options.weights_path is None and init_from is None
+    if options.freeze not in (None, "none") and weightless and not options.random_features:
+        raise ImgclsError(
+            f"{key}.freeze: {options.freeze} freezes layers of random weights (no pretrained or weights_path), "
+            "so the head learns from random features; give it weights, "
+            "or set random_features: true if that baseline is meant"
+        )
 
 
 def resolve_model(path: str | Path, name: str, architectures: Sequence[str]) -> ModelSettings:
@@ -458,5 +525,7 @@ def resolve_model(path: str | Path, name: str, architectures: Sequence[str]) -> 
         close = difflib.get_close_matches(arch, architectures, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ImgclsError(f"{key}: unknown architecture '{arch}'{hint}; valid: {', '.join(architectures)}")
-    picked = {k: v for k, v in options.model_dump().items() if v is not None and k not in ("arch", "unfreeze_at_epoch")}
+    _check_freezing(key, options, merged.epochs, init_from)
+    not_builder_options = ("arch", "unfreeze_at_epoch", "random_features")
+    picked = {k: v for k, v in options.model_dump().items() if v is not None and k not in not_builder_options}
     return ModelSettings(name, arch, merged, picked, options.unfreeze_at_epoch, init_from)

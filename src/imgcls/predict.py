@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from imgcls.check import add_check_command
 from imgcls.cli import stage_main
 from imgcls.errors import ImgclsError
 from imgcls.folder import IMAGE_SUFFIXES
@@ -166,8 +167,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     command.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="where the model runs")
     command.add_argument("--top-k", type=int, default=3, help="classes shown per image")
     command.add_argument("--json", action="store_true", help="print a JSON list instead of one line per image")
+    command.set_defaults(run=_run)
+    add_check_command(commands)
     args = parser.parse_args(argv)
-    stage_main(lambda: _run(args))
+    stage_main(lambda: args.run(args))
 
 
 if __name__ == "__main__":

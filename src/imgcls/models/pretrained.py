@@ -202,9 +202,13 @@ def _read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
         raise ImgclsError(f"weights_path '{path}' is not a file; expected a state_dict saved with torch.save")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    # A bad file can fail anywhere in unpickling (EOFError, UnpicklingError, RuntimeError, ...).
+    # A bad file can fail anywhere in unpickling (EOFError, UnpicklingError, RuntimeError, ...); torch's
+    # message runs to paragraphs asking to file an issue about weights_only, which is no bug of ours or torch's.
     except Exception as error:
-        raise ImgclsError(f"weights_path '{path}' could not be read as a state_dict: {error}") from error
+        raise ImgclsError(
+            f"weights_path '{path}' could not be read as a state_dict ({type(error).__name__}); "
+            "expected a file written by torch.save(model.state_dict(), path)"
+        ) from None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ImgclsError(
             f"weights_path '{path}' holds a {type(state).__name__}, not a state_dict (a mapping of names to tensors)"
