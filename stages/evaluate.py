@@ -18,6 +18,7 @@ from imgcls.metrics import classification_scores, headline
 from imgcls.models import MODEL_NAMES, count_parameters
 from imgcls.params import EvaluateParams, load_params, resolve_model
 from imgcls.rebuild import rebuild_trained
+from imgcls.reproducible import use_cpu_kernels
 from imgcls.splits import load_split, read_classes
 from imgcls.training import predict, select_device
 
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--figures", type=Path, required=True, help="folder for confusion.png and misclassified.png")
     args = parser.parse_args()
     settings = resolve_model(args.params, args.model, MODEL_NAMES)
+    use_cpu_kernels(settings.train.cpu_kernels)  # the kernels the model trained with, before any torch operation
     params: EvaluateParams
     (params,) = load_params(args.params, "evaluate")
 

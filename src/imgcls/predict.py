@@ -21,6 +21,7 @@ from imgcls.images import BadImageError, decode, fit_within, to_rgb8, to_square
 from imgcls.models import MODEL_NAMES
 from imgcls.params import ExtractParams, NormalizeParams, TrainParams, load_params, resolve_model
 from imgcls.rebuild import rebuild_trained
+from imgcls.reproducible import use_cpu_kernels
 from imgcls.splits import read_classes
 from imgcls.training import predict, select_device
 
@@ -91,6 +92,7 @@ def predict_files(
         raise ImgclsError(f"top_k: must be at least 1, got {top_k}")
     files = image_files([Path(p) for p in paths])
     settings = resolve_model(params_path, model_name, MODEL_NAMES)
+    use_cpu_kernels(settings.train.cpu_kernels)  # takes effect when nothing in this process has run torch yet
     extract: ExtractParams
     params: NormalizeParams
     extract, params = load_params(params_path, "extract", "normalize")
