@@ -14,12 +14,11 @@ import pytest
 import yaml
 
 from conftest import REPO, tool_env
-from imgcls import reproducible
 from imgcls.atomic import write_json
 from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES
 from imgcls.params import resolve_model
-from imgcls.reproducible import PINNED, pin_cpu_kernels, use_cpu_kernels
+from imgcls.reproducible import PINNED, PINNED_BY_IMGCLS, pin_cpu_kernels, use_cpu_kernels
 from imgcls.splits import PackedSplit, save_split
 
 # A few optimizer steps of a real model (convolutions through oneDNN, batch norm, dense layers,
@@ -49,7 +48,7 @@ AVX2_MACHINE = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in PINNED}
+    env = {k: v for k, v in os.environ.items() if k not in [*PINNED, PINNED_BY_IMGCLS]}
     return {**env, **extra}
 
 
@@ -64,10 +63,9 @@ def _train(**machine: str) -> tuple[str, str]:
 @pytest.fixture
 def no_pins(monkeypatch):
     """Start with no pinning variable set, and undo whatever the test sets."""
-    for name in PINNED:
+    for name in [*PINNED, PINNED_BY_IMGCLS]:
         monkeypatch.setenv(name, "")  # makes monkeypatch restore the original value afterwards
         monkeypatch.delenv(name)
-    monkeypatch.setattr(reproducible, "_pinned_here", set())
 
 
 def test_pins_avx2_on_x86_64_and_says_so(monkeypatch, no_pins):
@@ -109,6 +107,13 @@ def test_native_lifts_the_pin_and_portable_keeps_it(monkeypatch, no_pins):
     assert {name: os.environ[name] for name in PINNED} == PINNED
     assert use_cpu_kernels("native") == "native"
     assert not any(name in os.environ for name in PINNED)
+
+
+def test_a_child_process_lifts_what_its_parent_pinned(monkeypatch, no_pins):
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    pin_cpu_kernels()
+    child = "from imgcls.reproducible import use_cpu_kernels; print(use_cpu_kernels('native'))"
+    assert subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True).stdout.strip() == "native"
 
 
 def test_native_keeps_a_value_the_user_exported(monkeypatch, no_pins):
@@ -155,7 +160,7 @@ def test_the_train_stage_runs_the_kernels_its_params_name(tmp_path):
         result = subprocess.run(
             [sys.executable, str(REPO / "stages/train.py"), "--params", str(params), "--model", "net1", "--processed", str(tmp_path),
              "--train-data", str(tmp_path / "train"), "--out", str(tmp_path / kind / "models"), "--live", str(tmp_path / kind / "live")],
-            capture_output=True, text=True, env=_clean_env(**{k: v for k, v in tool_env().items() if k not in PINNED}), timeout=300,
+            capture_output=True, text=True, env=tool_env(), timeout=300,  # as pinned by this process's import of imgcls
         )
         assert result.returncode == 0, result.stdout + result.stderr
         used[kind] = json.loads((tmp_path / kind / "live/timings.json").read_text())["cpu_capability"]

@@ -17,8 +17,9 @@ from typing import Literal
 # What an AVX2-only x86-64 CPU picks by itself, so pinning changes nothing there.
 PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 X86_64 = ("x86_64", "amd64")
-# The variables this process set itself, as opposed to ones its caller exported: only these are lifted.
-_pinned_here: set[str] = set()
+# Names the variables imgcls set, as opposed to ones the user exported: only those are lifted. An
+# environment variable, so that a child process (a stage dvc or pytest starts) can tell them apart too.
+PINNED_BY_IMGCLS = "IMGCLS_PINNED_CPU_KERNELS"
 
 
 def pin_cpu_kernels() -> str:
@@ -30,24 +31,27 @@ def pin_cpu_kernels() -> str:
     machine = platform.machine().lower()
     if machine not in X86_64:
         return f"native-{machine}"
+    pinned = {name for name in os.environ.get(PINNED_BY_IMGCLS, "").split(",") if name in PINNED}
     for name, value in PINNED.items():
         if name not in os.environ:
             os.environ[name] = value
-            _pinned_here.add(name)
+            pinned.add(name)
+    if pinned:
+        os.environ[PINNED_BY_IMGCLS] = ",".join(sorted(pinned))
     return _in_force(machine)
 
 
 def use_cpu_kernels(kind: Literal["portable", "native"]) -> str:
     """Apply `train.cpu_kernels` to this process, before its first torch operation. Returns what is in force.
 
-    portable keeps the pin; native removes what the pin set, so each library picks the CPU's own
-    kernels: faster on AVX-512, but the weights then depend on the CPU kind. A value the caller
+    portable keeps the pin; native removes what imgcls pinned, so each library picks the CPU's own
+    kernels: faster on AVX-512, but the weights then depend on the CPU kind. A value the user
     exported still wins. Child processes (torchrun's) inherit the choice.
     """
     if kind == "native":
-        for name in _pinned_here:
-            os.environ.pop(name, None)
-        _pinned_here.clear()
+        for name in os.environ.pop(PINNED_BY_IMGCLS, "").split(","):
+            if name in PINNED and os.environ.get(name) == PINNED[name]:
+                del os.environ[name]
     return _in_force(platform.machine().lower())
 
 
