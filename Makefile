@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 UV_DIR := $(VENV)/uv-tool
 UV := $(UV_DIR)/bin/uv
 
-.PHONY: run test install lock clean plots
+.PHONY: run test test-fast install lock clean plots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+# The edit loop: the unit tests, without the end-to-end runs of dvc, git and the training stages.
+test-fast: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not e2e"
 
 # Versions already in the lock are kept unless pyproject.toml rules them out; every platform's
 # wheel hashes are recorded. uv ignores pip's config, so a pip constraint file that caps what

@@ -18,6 +18,8 @@ from conftest import REPO, tool_env
 from imgcls.atomic import write_json
 from imgcls.splits import PackedSplit, save_split
 
+pytestmark = pytest.mark.e2e
+
 EPOCHS = 3
 
 

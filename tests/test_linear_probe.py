@@ -125,6 +125,7 @@ def test_bad_probe_settings_in_params_yaml_name_the_key(tmp_path, entry, pattern
         resolve_model(path, "m", MODEL_NAMES)
 
 
+@pytest.mark.e2e
 def test_the_train_stage_probes_local_imagenet_weights_on_two_processes_as_on_one(tmp_path):
     """DDP syncs the head's gradients: two half-batch means average to the full-batch mean, up to summation order."""
     processed = tmp_path / "processed"

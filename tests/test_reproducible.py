@@ -146,6 +146,7 @@ def _own_choice() -> str:
     return subprocess.run([sys.executable, "-c", probe], env=_clean_env(), capture_output=True, text=True, check=True).stdout.strip()
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="the AVX2 / AVX-512 choice exists only on x86-64")
 def test_the_train_stage_runs_the_kernels_its_params_name(tmp_path):
     rng = np.random.default_rng(0)
