@@ -39,9 +39,9 @@ run: $(STAMP)
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
-# The edit loop: the unit tests, without the end-to-end runs of dvc, git and the training stages.
+# The edit loop: the unit tests, without the end-to-end runs of dvc, git and the stages, nor the slow ones.
 test-fast: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not e2e"
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not e2e and not slow"
 
 # Versions already in the lock are kept unless pyproject.toml rules them out; every platform's
 # wheel hashes are recorded. uv ignores pip's config, so a pip constraint file that caps what

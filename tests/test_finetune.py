@@ -74,6 +74,7 @@ def test_finetune_starts_from_the_source_checkpoint_and_reruns_when_it_changes(t
     assert "finetune@net1_more" not in tiny.run("dvc", "status").stdout
 
 
+@pytest.mark.slow
 def test_the_train_stage_refuses_init_for_a_model_that_is_not_a_finetune_entry(tmp_path):
     path = write_params(tmp_path, {"train": {}, "models": {"net1": {}}})
     torch.save({}, tmp_path / "w.pt")

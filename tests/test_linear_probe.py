@@ -61,6 +61,7 @@ def test_the_head_trains_and_the_backbone_stays_bit_identical(tmp_path):
     assert load_checkpoint(tmp_path / "best.pt")["epoch"] == state.best_epoch
 
 
+@pytest.mark.slow
 def test_the_saved_model_computes_what_the_head_was_trained_on(tmp_path):
     state, _ = run_probe(tmp_path, head_hidden=8, head_dropout=0.2)
     model = probe_model(head_hidden=8, head_dropout=0.2)
@@ -79,6 +80,7 @@ def test_the_saved_model_computes_what_the_head_was_trained_on(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_killed_probe_resumes_to_the_same_result(tmp_path):
     reference, reference_model = run_probe(tmp_path / "whole", head_dropout=0.3)
 
