@@ -87,6 +87,7 @@ def test_other_architectures_are_left_alone(monkeypatch, no_pins):
     assert not any(name in os.environ for name in PINNED)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="the AVX2 / AVX-512 choice exists only on x86-64")
 def test_training_is_bit_identical_on_avx512_and_avx2_once_pinned():
     # Asked first: forcing AVX-512 kernels on a CPU without it dies of an illegal instruction.
