@@ -314,7 +314,8 @@ def compare_kernels(models: list[str], size: int, rounds: int) -> None:
     for name in models:
         portable, native = (statistics.median(speeds[kind][name]) for kind in KERNEL_KINDS)
         cost = native / portable
-        print(f"{name}@{size}: portable {portable:.0f} img/s, native {native:.0f} img/s, cost of portable {cost:.2f}x", flush=True)
+        print(f"{name}@{size}: portable {portable:.0f} img/s, native {native:.0f} img/s, cost of portable {cost:.2f}x",
+              flush=True)
 
 
 def main() -> None:

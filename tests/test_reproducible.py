@@ -43,6 +43,9 @@ for tensor in model.state_dict().values():
 print(torch.backends.cpu.get_cpu_capability(), digest.hexdigest())
 """
 
+ONLY_X86_64 = pytest.mark.skipif(
+    platform.machine().lower() not in ("x86_64", "amd64"), reason="the AVX2 / AVX-512 choice exists only on x86-64"
+)
 # What an AVX2-only CPU picks on its own; exporting it emulates such a machine on an AVX-512 one.
 AVX2_MACHINE = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
@@ -88,7 +91,7 @@ def test_other_architectures_are_left_alone(monkeypatch, no_pins):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="the AVX2 / AVX-512 choice exists only on x86-64")
+@ONLY_X86_64
 def test_training_is_bit_identical_on_avx512_and_avx2_once_pinned():
     # Asked first: forcing AVX-512 kernels on a CPU without it dies of an illegal instruction.
     if _own_choice() != "AVX512":
@@ -114,7 +117,8 @@ def test_a_child_process_lifts_what_its_parent_pinned(monkeypatch, no_pins):
     monkeypatch.setattr(platform, "machine", lambda: "x86_64")
     pin_cpu_kernels()
     child = "from imgcls.reproducible import use_cpu_kernels; print(use_cpu_kernels('native'))"
-    assert subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True).stdout.strip() == "native"
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "native"
 
 
 def test_native_keeps_a_value_the_user_exported(monkeypatch, no_pins):
@@ -136,7 +140,8 @@ def test_switching_kernels_is_another_run_and_a_model_may_choose_its_own(tmp_pat
     assert (native.train.cpu_kernels, portable.train.cpu_kernels) == ("native", "portable")
     assert native.fingerprint() != portable.fingerprint(), "a last.pt of the other kind must not be resumed"
     assert native.effective()["cpu_kernels"] == "native"
-    assert settings({"cpu_kernels": "native"}, "cnn", {"cnn": {"cpu_kernels": "portable"}}).train.cpu_kernels == "portable"
+    own = settings({"cpu_kernels": "native"}, "cnn", {"cnn": {"cpu_kernels": "portable"}})
+    assert own.train.cpu_kernels == "portable"
     with pytest.raises(ImgclsError, match=r"train.cpu_kernels: .*'portable' or 'native'"):
         settings({"cpu_kernels": "avx512"})
 
@@ -144,24 +149,28 @@ def test_switching_kernels_is_another_run_and_a_model_may_choose_its_own(tmp_pat
 def _own_choice() -> str:
     """The kernels torch picks on this CPU when nothing is pinned or exported."""
     probe = "import torch; print(torch.backends.cpu.get_cpu_capability())"
-    return subprocess.run([sys.executable, "-c", probe], env=_clean_env(), capture_output=True, text=True, check=True).stdout.strip()
+    result = subprocess.run([sys.executable, "-c", probe], env=_clean_env(), capture_output=True, text=True, check=True)
+    return result.stdout.strip()
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="the AVX2 / AVX-512 choice exists only on x86-64")
+@ONLY_X86_64
 def test_the_train_stage_runs_the_kernels_its_params_name(tmp_path):
     rng = np.random.default_rng(0)
     for split, count in (("train", 32), ("val", 8)):
         labels = np.arange(count) % 2
-        save_split(tmp_path / split, PackedSplit(rng.integers(0, 255, (count, 16, 16, 3), np.uint8), labels, np.arange(count)))
+        images = rng.integers(0, 255, (count, 16, 16, 3), np.uint8)
+        save_split(tmp_path / split, PackedSplit(images, labels, np.arange(count)))
     write_json(tmp_path / "classes.json", ["a", "b"])
     used = {}
     for kind in ("portable", "native"):
         params = tmp_path / f"{kind}.yaml"
-        params.write_text(yaml.safe_dump({"train": {"epochs": 1, "batch_size": 16, "device": "cpu", "cpu_kernels": kind}, "models": {"net1": {}}}))
+        train = {"epochs": 1, "batch_size": 16, "device": "cpu", "cpu_kernels": kind}
+        params.write_text(yaml.safe_dump({"train": train, "models": {"net1": {}}}))
         result = subprocess.run(
-            [sys.executable, str(REPO / "stages/train.py"), "--params", str(params), "--model", "net1", "--processed", str(tmp_path),
-             "--train-data", str(tmp_path / "train"), "--out", str(tmp_path / kind / "models"), "--live", str(tmp_path / kind / "live")],
+            [sys.executable, str(REPO / "stages/train.py"), "--params", str(params), "--model", "net1",
+             "--processed", str(tmp_path), "--train-data", str(tmp_path / "train"),
+             "--out", str(tmp_path / kind / "models"), "--live", str(tmp_path / kind / "live")],
             capture_output=True, text=True, env=tool_env(), timeout=300,  # as pinned by this process's import of imgcls
         )
         assert result.returncode == 0, result.stdout + result.stderr
