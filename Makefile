@@ -4,18 +4,31 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 LOCK_TOOL := /tmp/imgcls-lock-tool
+UV_VERSION := 0.13.9
+UV_DIR := $(VENV)/uv-tool
+UV := $(UV_DIR)/bin/uv
 
-.PHONY: run test install lock clean plots
+.PHONY: run test test-fast install lock clean plots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # The lock names every package with its hashes, so nothing is resolved here; imgcls itself is
-# built with the locked setuptools rather than whatever setuptools is newest.
+# built with the locked setuptools rather than whatever setuptools is newest. uv installs the same
+# files as pip, several times faster; it comes from PyPI through pip, into a folder of its own so
+# the environment holds exactly the lock. uv reads none of pip's settings, so every find-links and
+# index pip is configured with (files or PIP_* variables) is passed on, all indexes weighed alike
+# as pip does: the hashes decide what is installed. The machine's constraint file is not passed
+# (uv refuses a requirement without == under --require-hashes); `make lock` applied it to the lock.
 $(STAMP): $(BIN)/python $(LOCK) pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install --quiet --upgrade --target $(UV_DIR) uv==$(UV_VERSION)
+	sources=$$($(BIN)/python -m pip config list \
+		| sed -n "s/^[^.]*\.\(find-links\|extra-index-url\|index-url\)='\(.*\)'$$/\1 \2/p" \
+		| while read -r key values; do for value in $$values; do printf -- '--%s %s ' $$key $$value; done; done) && \
+	$(UV) pip install --quiet --python $(BIN)/python --index-strategy unsafe-best-match $$sources \
+		--require-hashes --no-deps -r $(LOCK)
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,12 +39,16 @@ run: $(STAMP)
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
+# The edit loop: the unit tests, without the end-to-end runs of dvc, git and the stages, nor the slow ones.
+test-fast: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not e2e and not slow"
+
 # Versions already in the lock are kept unless pyproject.toml rules them out; every platform's
 # wheel hashes are recorded. uv ignores pip's config, so a pip constraint file that caps what
 # this machine can install (torch) is passed on explicitly.
 lock:
 	$(PYTHON) -m venv $(LOCK_TOOL)
-	$(LOCK_TOOL)/bin/python -m pip install --quiet uv==0.13.9
+	$(LOCK_TOOL)/bin/python -m pip install --quiet uv==$(UV_VERSION)
 	printf 'setuptools>=68\n' | $(LOCK_TOOL)/bin/uv pip compile pyproject.toml - --extra dev \
 		--universal --python-version 3.11 --generate-hashes --custom-compile-command 'make lock' \
 		$(addprefix --constraint ,$(wildcard /etc/xdg/pip/constraints.txt)) --output-file $(LOCK)

@@ -26,15 +26,24 @@ shuffle=True, num_workers=2) and a float32 model in default memory format, its e
 alternating with the project's after a warm-up. The last two lines are `ratio:`, the
 project's speed over the baseline's, and `ceiling share:`, the lowest over the cases.
 
+`--kernels` measures `train.cpu_kernels` instead: for each model at the first size, project
+epochs under portable (AVX2) and native kernels. The kernels are fixed once per process, so each
+kind trains in a process of its own, the kinds alternating over `--rounds` rounds; printed per
+model are each kind's median images/s and the cost of portable, native images/s over portable's.
+
     python benchmarks/train_throughput.py [--models net1 cnn] [--sizes 64 32] [--pairs N] [--images 4096] [--epochs 2]
+    python benchmarks/train_throughput.py --kernels [--models net1 cnn resnet18] [--sizes 64] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -51,6 +60,7 @@ from imgcls import CPU_KERNELS
 from imgcls.data import DeviceSplit, normalize, random_crop_flip, to_device, training_batches
 from imgcls.models import MODEL_NAMES, build_model
 from imgcls.params import TrainParams
+from imgcls.reproducible import use_cpu_kernels
 from imgcls.splits import PackedSplit
 from imgcls.training import epoch_generator, train_one_epoch
 
@@ -65,6 +75,8 @@ WARMUP_BATCHES = 8
 # at 64 px on 2 cores. Short epochs make many pairs, and a median over many pairs shrugs off bursts of load.
 PAIRING = {"net1": (16, 31), "cnn": (2, 15)}
 OTHER_PAIRING = (8, 9)
+KERNEL_KINDS = ("portable", "native")
+KERNEL_EPOCHS = 3
 PHASES = ("index draw", "crop/flip gather", "rotation", "normalise", "forward", "backward", "optimizer", "bookkeeping")
 
 
@@ -268,6 +280,44 @@ def print_load(when: str) -> None:
     print(f"load average {when}: " + " ".join(f"{load:.2f}" for load in os.getloadavg()) + " (1, 5, 15 min)", flush=True)
 
 
+def kernel_speed(name: str, size: int) -> float:
+    """Project images/s of `name` over KERNEL_EPOCHS epochs after a warm-up, under this process's kernels."""
+    batches, _ = PAIRING.get(name, OTHER_PAIRING)
+    data = in_memory(*make_images(batches * BATCH, size, seed=0))
+    model, optimizer = fresh_model(name, size)
+    project_epoch(model, DeviceSplit(data.images[: 2 * BATCH], data.labels[: 2 * BATCH]), optimizer, epoch=0)
+    seconds = sum(project_epoch(model, data, optimizer, epoch) for epoch in range(1, KERNEL_EPOCHS + 1))
+    return len(data) * KERNEL_EPOCHS / seconds
+
+
+def kernel_child(kind: str, models: list[str], size: int) -> None:
+    """One process of one kernel kind: prints a JSON line of the kernels torch ran and each model's images/s."""
+    use_cpu_kernels(kind)  # before this process's first torch operation
+    speeds = {name: kernel_speed(name, size) for name in models}
+    print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "images_per_s": speeds}))
+
+
+def compare_kernels(models: list[str], size: int, rounds: int) -> None:
+    """Each kernel kind in processes of its own, alternating which goes first; median images/s and the cost ratio."""
+    speeds: dict[str, dict[str, list[float]]] = {kind: {name: [] for name in models} for kind in KERNEL_KINDS}
+    capability = {}
+    for round_ in range(rounds):
+        for kind in KERNEL_KINDS if round_ % 2 == 0 else KERNEL_KINDS[::-1]:
+            command = [sys.executable, __file__, "--kernel-child", kind, "--models", *models, "--sizes", str(size)]
+            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+            result = json.loads(output.splitlines()[-1])
+            capability[kind] = result["capability"]
+            for name, per_s in result["images_per_s"].items():
+                speeds[kind][name].append(per_s)
+    print(f"kernels: portable runs {capability['portable']}, native runs {capability['native']} "
+          f"({rounds} rounds, {KERNEL_EPOCHS} epochs per process; median images/s)")
+    for name in models:
+        portable, native = (statistics.median(speeds[kind][name]) for kind in KERNEL_KINDS)
+        cost = native / portable
+        print(f"{name}@{size}: portable {portable:.0f} img/s, native {native:.0f} img/s, cost of portable {cost:.2f}x",
+              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["net1", "cnn"], choices=MODEL_NAMES, metavar="MODEL", help="models to measure")
@@ -275,7 +325,24 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, help="project/ceiling epoch pairs per case (default: 31 for net1, 15 for cnn)")
     parser.add_argument("--images", type=int, default=4096, help="images for the baseline comparison (first model, first size)")
     parser.add_argument("--epochs", type=int, default=2, help="timed full epochs per path in the baseline comparison")
+    parser.add_argument("--kernels", action="store_true", help="compare train.cpu_kernels portable and native instead")
+    parser.add_argument("--rounds", type=int, default=3, help="--kernels: processes per kind")
+    parser.add_argument("--kernel-child", choices=KERNEL_KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    if args.kernel_child:
+        kernel_child(args.kernel_child, args.models, args.sizes[0])
+    elif args.kernels:
+        print_load("at the start")
+        compare_kernels(args.models, args.sizes[0], args.rounds)
+        print_load("at the end")
+    else:
+        compare_paths(parser, args)
+
+
+def compare_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The project against its ceiling per case, the per-batch breakdown, then against the notebook baseline."""
     if args.images < WARMUP_BATCHES * BATCH:
         parser.error(f"--images must be at least {WARMUP_BATCHES * BATCH} (the warm-up's share), got {args.images}")
     if args.pairs is not None and args.pairs < 1:

@@ -23,6 +23,7 @@ from imgcls.models import MODEL_NAMES, build_model
 from imgcls.params import resolve_model
 from imgcls.preprocessing import Preprocessing
 from imgcls.recipe import INPUT_KEYS, ModelRecipe, require_agreement
+from imgcls.reproducible import use_cpu_kernels
 from imgcls.splits import load_split, read_classes
 from imgcls.training import STEP_COLUMNS, fit, select_device
 
@@ -49,6 +50,7 @@ def main() -> None:
             f"{settings.init_from or 'scratch'}); dvc.yaml's finetune@ stages pass it"
         )
     train = settings.train
+    use_cpu_kernels(train.cpu_kernels)  # before the first torch operation, which fixes the kernels for good
     if train.nproc > 1 and not distributed.launched_by_torchrun():
         sys.exit(distributed.relaunch_under_torchrun(train.nproc, sys.argv))
 
@@ -102,7 +104,9 @@ def main() -> None:
             if live is not None:
                 live.summary = {"best_epoch": state.best_epoch, "best_val": {"f1_macro": best["val/f1_macro"]}}
                 live.make_summary()
-                write_json(args.live / "timings.json", {key: [r[key] for r in state.history] for key in TIMING_KEYS})
+                timings = {key: [r[key] for r in state.history] for key in TIMING_KEYS}
+                kernels = torch.backends.cpu.get_cpu_capability()  # what train.cpu_kernels came to on this CPU
+                write_json(args.live / "timings.json", {**timings, "cpu_capability": kernels})
                 # Header only when train.log_every_steps is empty: dvc.yaml declares the file either way.
                 write_csv(args.live / "steps.csv", state.step_losses, STEP_COLUMNS)
         if process.is_writer:

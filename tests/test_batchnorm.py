@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 import yaml
 from torch import nn
@@ -67,6 +68,7 @@ def batchnorm_statistics(model):
     return {k: v.clone() for k, v in model.state_dict().items() if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
 
 
+@pytest.mark.slow
 def test_a_frozen_backbone_keeps_its_batchnorm_statistics_until_it_is_unfrozen(tmp_path):
     torch.manual_seed(0)
     model = build_model("resnet18", 2, 32, freeze="backbone")
@@ -103,6 +105,7 @@ def test_models_without_batchnorm_are_left_alone():
     assert not calls and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+@pytest.mark.slow
 def test_evaluate_warns_when_every_test_image_gets_one_class(tmp_path):
     processed = tmp_path / "processed"
     rng = np.random.default_rng(0)

@@ -17,6 +17,8 @@ import yaml
 from conftest import REPO, processed_folder, tool_env
 from imgcls.splits import PackedSplit
 
+pytestmark = pytest.mark.e2e
+
 EPOCHS = 3
 
 

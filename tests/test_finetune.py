@@ -89,6 +89,7 @@ def test_a_finetune_named_like_a_model_deletes_nothing_of_that_model(tiny):
     assert {path: (tiny.root / path).read_bytes() for path in kept} == before, "net2's checkpoint, scores and figures untouched"
 
 
+@pytest.mark.slow
 def test_the_train_stage_refuses_init_for_a_model_that_is_not_a_finetune_entry(tmp_path):
     path = write_params(tmp_path, {"train": {}, "models": {"net1": {}}})
     torch.save({}, tmp_path / "w.pt")

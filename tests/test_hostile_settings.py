@@ -228,6 +228,7 @@ STAGE_SETTINGS = {
 
 
 @pytest.mark.parametrize("case", list(STAGE_SETTINGS), ids=list(STAGE_SETTINGS))
+@pytest.mark.slow
 def test_stage_scripts_refuse_the_setting_before_touching_data(tmp_path, case):
     stage, text, message = STAGE_SETTINGS[case]
     params = write_params(tmp_path, text=text)
@@ -312,6 +313,7 @@ def test_a_foreign_or_broken_checkpoint_is_refused_by_name(tmp_path, case):
 
 
 @pytest.mark.parametrize("case", ["another model's weights", "truncated file"])
+@pytest.mark.slow
 def test_evaluate_refuses_a_foreign_or_broken_checkpoint_in_one_line(tmp_path, case):
     make, message = CHECKPOINTS[case]
     checkpoint = tmp_path / "best.pt"
@@ -326,6 +328,7 @@ def test_evaluate_refuses_a_foreign_or_broken_checkpoint_in_one_line(tmp_path, c
     assert not out.exists(), "nothing written"
 
 
+@pytest.mark.slow
 def test_report_refuses_a_broken_checkpoint_in_one_line_and_writes_nothing(tmp_path):
     make, message = CHECKPOINTS["truncated file"]
     models = tmp_path / "models"
@@ -383,6 +386,7 @@ def test_a_corrupt_last_pt_is_set_aside_and_training_starts_afresh(tmp_path, cas
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_the_train_stage_sets_a_corrupt_last_pt_aside_and_says_so(tmp_path):
     data = processed(tmp_path)
     out = tmp_path / "models" / "net1"
@@ -469,6 +473,7 @@ def test_augment_into_a_read_only_folder_names_the_output(tmp_path, read_only):
     assert list(folder.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_train_into_a_read_only_folder_names_the_folder(tmp_path, read_only):
     folder, preexec = read_only
     data = processed(tmp_path)
@@ -502,6 +507,7 @@ def _file_size_limit(limit: int) -> Callable[[], None]:
     return apply
 
 
+@pytest.mark.slow
 def test_train_that_cannot_write_its_checkpoint_names_it_and_leaves_nothing(tmp_path):
     data = processed(tmp_path)
     out = tmp_path / "models" / "net1"

@@ -60,6 +60,7 @@ def test_the_head_trains_and_the_backbone_stays_bit_identical(tmp_path):
     assert load_checkpoint(tmp_path / "best.pt")["epoch"] == state.best_epoch
 
 
+@pytest.mark.slow
 def test_the_saved_model_computes_what_the_head_was_trained_on(tmp_path):
     state, _ = run_probe(tmp_path, head_hidden=8, head_dropout=0.2)
     model = probe_model(head_hidden=8, head_dropout=0.2)
@@ -78,6 +79,7 @@ def test_the_saved_model_computes_what_the_head_was_trained_on(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_killed_probe_resumes_to_the_same_result(tmp_path):
     reference, reference_model = run_probe(tmp_path / "whole", head_dropout=0.3)
 
@@ -124,6 +126,7 @@ def test_bad_probe_settings_in_params_yaml_name_the_key(tmp_path, entry, pattern
         resolve_model(path, "m", MODEL_NAMES)
 
 
+@pytest.mark.e2e
 def test_the_train_stage_probes_local_imagenet_weights_on_two_processes_as_on_one(tmp_path):
     """DDP syncs the head's gradients: two half-batch means average to the full-batch mean, up to summation order."""
     processed = tmp_path / "processed"

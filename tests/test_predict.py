@@ -135,6 +135,7 @@ def test_top_k_beyond_the_class_count_lists_every_class(project):
     assert sum(p for _, p in prediction.top) == pytest.approx(1, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_prints_a_line_per_image_and_json(project):
     expected = predict_files([project / "images"], rebuild_trained(project / "models/net1/best.pt"), top_k=2)
 
@@ -152,6 +153,7 @@ def test_cli_prints_a_line_per_image_and_json(project):
     ]
 
 
+@pytest.mark.slow
 def test_bad_files_are_named_and_the_others_still_predicted(project):
     (project / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     result = run_cli(project, "--model", "net1", "broken.png", "images/a.png", "missing.jpg", "--json")
@@ -178,6 +180,7 @@ def test_bad_files_are_named_and_the_others_still_predicted(project):
     ],
     ids=["missing-checkpoint", "unknown-model", "empty-folder", "top-k-0"],
 )
+@pytest.mark.slow
 def test_unusable_input_is_one_line(project, setup, args, message):
     setup(project)
     result = run_cli(project, *args)

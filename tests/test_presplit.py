@@ -114,6 +114,7 @@ def test_given_keeps_train_turns_val_into_test_and_draws_val_from_train(hymenopt
         assert {str(i) for i in np.load(root / "given" / name / "ids.npy").tolist()} == ids
 
 
+@pytest.mark.slow
 def test_stratified_resplits_across_the_given_folders(hymenoptera):
     root, params = hymenoptera
     result = split(root, {**params, "split": {"method": "stratified", "fractions": [0.6, 0.2, 0.2]}}, "stratified")
@@ -148,6 +149,7 @@ def test_per_category_samples_each_given_split_in_proportion(tmp_path):
     assert too_many.returncode != 0 and "extract.per_category: 29 asked but category 'ants' has only 28" in too_many.stderr
 
 
+@pytest.mark.slow
 def test_class_names_are_the_union_of_the_split_folders(tmp_path):
     images = presplit_folder(tmp_path / "hymenoptera", {**TRAIN_VAL, ("train", "wasps"): 3})
     result = run_stage(tmp_path, folder_params(images, categories=["ants", "wasp"]), "extract", "--out", str(tmp_path / "out"))

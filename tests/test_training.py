@@ -51,6 +51,7 @@ def test_same_settings_give_bit_identical_runs(tmp_path):
 
 
 @pytest.mark.parametrize("arch", ["net2", "cnn"])  # cnn: BatchNorm statistics recomputed each epoch, and dropout
+@pytest.mark.slow
 def test_killed_run_resumes_from_last_pt_to_the_same_result(tmp_path, arch):
     reference, reference_model = run(tmp_path / "whole", arch=arch)
 
@@ -66,6 +67,7 @@ def test_killed_run_resumes_from_last_pt_to_the_same_result(tmp_path, arch):
     assert resumed.step_losses == reference.step_losses and [r["step"] for r in resumed.step_losses] == [4, 8, 12, 16]
 
 
+@pytest.mark.slow
 def test_logged_step_losses_are_the_epochs_batch_losses(tmp_path):
     state, _ = run(tmp_path, log_every_steps=1)
     steps_per_epoch = len(TRAIN) // 16
@@ -102,6 +104,7 @@ def test_best_checkpoint_and_last_checkpoint_contents(tmp_path):
     assert not list(tmp_path.glob("*.tmp")), "no temporary files are left behind"
 
 
+@pytest.mark.slow
 def test_staged_unfreezing_trains_only_the_head_first(tmp_path):
     snapshots = {}
     captured = {}
@@ -184,6 +187,7 @@ def test_training_batches_drop_only_a_trailing_batch_of_one():
     assert [len(b) for b in ranks[0]] == [len(b) for b in ranks[1]] == [8, 8]
 
 
+@pytest.mark.slow
 def test_batchnorm_model_trains_when_the_last_batch_has_one_sample(tmp_path):
     train = TrainParams(epochs=1, batch_size=16, seed=0, scheduler="none")
     torch.manual_seed(0)

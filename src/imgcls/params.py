@@ -182,6 +182,7 @@ class TrainParams(Section):
     crop_padding: Int = Field(2, ge=0)
     rotation_deg: Float = Field(0.0, ge=0, le=180)
     compile: bool = False
+    cpu_kernels: Literal["portable", "native"] = "portable"
     nproc: Int = Field(1, gt=0)
     log_every_steps: Int | None = Field(None, gt=0)
     # ImageNet's channel statistics, which torchvision's pretrained weights expect; many course notebooks use 0.5s.

@@ -13,6 +13,7 @@ from imgcls.models import build_model, unfreeze_all
 from imgcls.params import ModelSettings
 from imgcls.preprocessing import Preprocessing
 from imgcls.recipe import ModelRecipe, require_agreement
+from imgcls.reproducible import use_cpu_kernels
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ def rebuild_trained(checkpoint: Path) -> TrainedModel:
     state = load_checkpoint(checkpoint)
     recipe = ModelRecipe.from_plain(state.get("recipe"), checkpoint)
     settings, side = recipe.settings, recipe.preprocessing.side_px
+    # The kernels it trained with; in effect only where this process has run no torch operation yet
+    # (loading the checkpoint runs none), so the report's later models run with its first one's.
+    use_cpu_kernels(settings.train.cpu_kernels)
     options = {k: v for k, v in settings.options.items() if k not in ("pretrained", "weights_path")}
     model = build_model(settings.arch, len(recipe.classes), side, **options)
     if settings.unfreeze_at_epoch is not None and settings.unfreeze_at_epoch <= settings.train.epochs:
