@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -32,6 +33,12 @@ def coco_dict(images: list[tuple[int, list[tuple[int, int]]]], categories: dict[
         "annotations": anns,
         "categories": [{"id": cid, "name": name} for cid, name in categories.items()],
     }
+
+
+def archived_image(stage_dir: Path, member: str) -> np.ndarray:
+    """Decode one image of a stage's `images.zip` (a manifest's `file`), as a user unpacking it would see it."""
+    with zipfile.ZipFile(stage_dir / "images.zip") as archive:
+        return cv2.imdecode(np.frombuffer(archive.read(member), np.uint8), cv2.IMREAD_UNCHANGED)
 
 
 def tool_env() -> dict[str, str]:

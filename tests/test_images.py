@@ -1,9 +1,17 @@
+import csv
+import hashlib
+import zipfile
+
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import archived_image
+from imgcls.coco import Selected
+from imgcls.extraction import extract_images
 from imgcls.images import decode, fit_within, read_image, to_rgb8, to_square
+from imgcls.normalization import normalize_images
 
 
 def test_grayscale_becomes_three_equal_channels():
@@ -102,3 +110,25 @@ def test_png_is_never_reduced(tmp_path):
     cv2.imwrite(str(path), np.zeros((400, 300), np.uint16))
     decoded = decode(path, target=32)[0]
     assert decoded.shape == (400, 300) and decoded.dtype == np.uint16
+
+
+def test_extracted_and_normalized_images_are_one_reproducible_archive_each(tmp_path):
+    # One file per stage keeps `dvc status` from visiting a file per image; the same inputs must give
+    # the same archive bytes, or every rerun would look like a data change to DVC and git.
+    rng = np.random.default_rng(0)
+    records = []
+    for image_id in range(1, 41):
+        path = tmp_path / "sources" / f"{image_id}.jpg"
+        path.parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(path), cv2.GaussianBlur(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), (0, 0), 2))
+        records.append(Selected(image_id, ("cat", "dog")[image_id % 2], path, path.name))
+    for run in ("a", "b"):
+        extract_images(records, tmp_path / run / "extracted", 16)
+        normalize_images(tmp_path / run / "extracted", tmp_path / run / "normalized", 16, "pad")
+    for stage in ("extracted", "normalized"):
+        assert sorted(p.name for p in (tmp_path / "a" / stage).iterdir() if p.suffix != ".csv") == ["images.zip"]
+        assert (tmp_path / "a" / stage / "images.zip").read_bytes() == (tmp_path / "b" / stage / "images.zip").read_bytes()
+        with open(tmp_path / "a" / stage / "manifest.csv", newline="") as f, zipfile.ZipFile(tmp_path / "a" / stage / "images.zip") as archive:
+            rows = list(csv.DictReader(f))
+            assert [hashlib.md5(archive.read(r["file"])).hexdigest() for r in rows] == [r["md5"] for r in rows]
+            assert {archived_image(tmp_path / "a" / stage, r["file"]).shape[:2] for r in rows} == ({(12, 16)} if stage == "extracted" else {(16, 16)})

@@ -67,22 +67,30 @@ def _decode_flag(width: int, height: int, image_format: str, target: int | None)
 def decode(path: Path, expected_size: tuple[int, int] | None = None, target: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode any layout OpenCV knows, keeping bit depth and alpha (BGR/BGRA order); also return the stored (width, height).
 
-    Refuses, before decoding, files that are empty, not images, whose header claims
+    Refuses, before decoding, files that are missing, empty, not images, whose header claims
     more than MAX_PIXELS (decompression bombs) or a size other than `expected_size`;
     after decoding, files OpenCV rejects (it treats a truncated JPEG or PNG as an
     error). With `target`, a JPEG much larger than `target` px is decoded at reduced
     scale (8-bit colour), which a later INTER_AREA resize to `target` finishes.
     """
-    if not path.is_file():
-        raise BadImageError(f"{path}: file not found")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        raise BadImageError(f"{path}: file not found") from None
+    return decode_bytes(data, path, expected_size, target)
+
+
+def decode_bytes(
+    data: bytes, name: Path | str, expected_size: tuple[int, int] | None = None, target: int | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """`decode` for an image already in memory (an archive member, say); `name` is what messages call it."""
     if not data:
-        raise BadImageError(f"{path}: empty file (0 bytes)")
-    width, height, image_format = header_info(data, path)
-    check_size(width, height, path, expected_size)
+        raise BadImageError(f"{name}: empty file (0 bytes)")
+    width, height, image_format = header_info(data, Path(name))
+    check_size(width, height, name, expected_size)
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), _decode_flag(width, height, image_format, target))
     if pixels is None:
-        raise BadImageError(f"{path}: could not be decoded (corrupt or truncated)")
+        raise BadImageError(f"{name}: could not be decoded (corrupt or truncated)")
     return pixels, (width, height)
 
 
@@ -135,19 +143,18 @@ def to_square(rgb: np.ndarray, size: int, mode: Literal["pad", "stretch"]) -> np
     )
 
 
-def write_png(path: Path, pixels: np.ndarray, *, rgb: bool = False) -> str:
-    """Write a PNG and return the md5 of its bytes; `rgb=True` means the array is RGB, flipped for OpenCV.
-
-    Manifests record the md5 so that a manifest changes whenever any image it lists does,
-    which lets the next stage depend on the manifest instead of hashing a folder of thousands.
-    """
+def encode_png(pixels: np.ndarray, *, rgb: bool = False) -> bytes:
+    """A PNG's bytes; `rgb=True` means the array is RGB, flipped for OpenCV."""
     if rgb:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
     # Keep OpenCV's default deflate strategy (Z_RLE): deflate runs in the machine's own libz.so.1,
     # which wheels never bundle, and RLE is what stock zlib and zlib-ng write byte for byte alike.
     ok, encoded = cv2.imencode(".png", pixels)
     if not ok:
-        raise ImgclsError(f"{path}: could not encode image")
-    data = encoded.tobytes()
-    path.write_bytes(data)
+        raise ImgclsError("could not encode an image as PNG")
+    return encoded.tobytes()
+
+
+def md5_of(data: bytes) -> str:
+    """The md5 a manifest records for an image, so that the manifest changes whenever any image it lists does."""
     return hashlib.md5(data, usedforsecurity=False).hexdigest()

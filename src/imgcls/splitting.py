@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from imgcls.archive import ARCHIVE, read_archive, read_member
 from imgcls.atomic import atomic_dir, write_json
 from imgcls.errors import ImgclsError
-from imgcls.images import read_image
+from imgcls.images import decode_bytes
 from imgcls.manifest import read_csv, write_csv
 from imgcls.splits import SPLITS, PackedSplit, save_split
 
@@ -155,13 +156,15 @@ def _check_every_class_everywhere(labels: np.ndarray, assignment: np.ndarray, cl
 
 
 def load_normalized(normalized_dir: Path, classes: Sequence[str]) -> tuple[PackedSplit, list[str]]:
-    """Read the normalize stage's manifest and images into one array set, ordered by id, and each image's given split."""
+    """Read the normalize stage's manifest and archived images into one array set, ordered by id, and each image's given split."""
     rows = sorted(read_csv(normalized_dir / "manifest.csv", ("id", "category", "file", "given_split")), key=lambda r: int(r["id"]))
     label_of = {name: i for i, name in enumerate(classes)}
     unknown = sorted({r["category"] for r in rows} - set(label_of))
     if unknown:
         raise ImgclsError(f"{normalized_dir / 'manifest.csv'}: categories {unknown} are not in extract.categories")
-    images = np.stack([read_image(normalized_dir / r["file"])[..., ::-1] for r in rows])
+    with read_archive(normalized_dir / ARCHIVE) as archive:
+        bgr = [decode_bytes(read_member(archive, r["file"]), normalized_dir / ARCHIVE / r["file"])[0] for r in rows]
+    images = np.stack([pixels[..., ::-1] for pixels in bgr])
     labels = np.array([label_of[r["category"]] for r in rows], dtype=np.int64)
     ids = np.array([int(r["id"]) for r in rows], dtype=np.int64)
     return PackedSplit(images, labels, ids), [r["given_split"] for r in rows]

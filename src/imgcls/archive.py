@@ -1,0 +1,64 @@
+"""A stage's images packed in one uncompressed zip: one file for DVC to check instead of one per image.
+
+`dvc status` visits every file of a folder output on every run, so a folder of 20,000 PNGs
+costs seconds of fixed cost per pipeline command; one archive costs one lookup. The members
+are the PNGs themselves, stored (PNG is compressed already), so the archive opens in any
+archive viewer and `unzip` gives back the viewable files. Writing appends to one open file,
+which also spares the per-file creation cost of a slow disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from imgcls.errors import ImgclsError
+
+ARCHIVE = "images.zip"
+# Fixed member metadata so that the same images give the same archive bytes on every machine and run.
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+_UNIX = 3
+_READABLE = 0o100644 << 16
+
+
+class ArchiveWriter:
+    """Appends members in the order given; the caller keeps that order deterministic."""
+
+    def __init__(self, archive: zipfile.ZipFile) -> None:
+        self._archive = archive
+
+    def add(self, name: str, data: bytes) -> None:
+        info = zipfile.ZipInfo(name, date_time=_EPOCH)
+        info.create_system, info.external_attr = _UNIX, _READABLE
+        self._archive.writestr(info, data)
+
+
+@contextlib.contextmanager
+def write_archive(path: Path) -> Iterator[ArchiveWriter]:
+    """Write a new archive at `path` (inside an `atomic_dir` temporary: the folder swap makes it atomic)."""
+    with zipfile.ZipFile(path, "x", compression=zipfile.ZIP_STORED) as archive:
+        yield ArchiveWriter(archive)
+
+
+@contextlib.contextmanager
+def read_archive(path: Path) -> Iterator[zipfile.ZipFile]:
+    """Open an earlier stage's archive; its members may be read from several threads at once."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            yield archive
+    except FileNotFoundError:
+        raise ImgclsError(f"{path}: not found; run the stage that writes it first") from None
+    except zipfile.BadZipFile as exc:
+        raise ImgclsError(f"{path}: not a readable zip archive ({exc}); run the stage that writes it again") from None
+
+
+def read_member(archive: zipfile.ZipFile, name: str) -> bytes:
+    """A member's bytes, failing clearly when a manifest names a file the archive lacks."""
+    try:
+        return archive.read(name)
+    except KeyError:
+        raise ImgclsError(f"{archive.filename}: has no member {name}; the manifest beside it lists it") from None
+    except zipfile.BadZipFile as exc:
+        raise ImgclsError(f"{archive.filename}: member {name} is damaged ({exc}); run the stage that writes it again") from None
