@@ -10,7 +10,7 @@ from PIL import Image
 from conftest import archived_image
 from imgcls.coco import Selected
 from imgcls.extraction import extract_images
-from imgcls.images import decode, fit_within, read_image, to_rgb8, to_square
+from imgcls.images import BadImageError, decode, fit_within, header_info, read_image, to_rgb8, to_square
 from imgcls.normalization import normalize_images
 
 
@@ -125,10 +125,38 @@ def test_extracted_and_normalized_images_are_one_reproducible_archive_each(tmp_p
     for run in ("a", "b"):
         extract_images(records, tmp_path / run / "extracted", 16)
         normalize_images(tmp_path / run / "extracted", tmp_path / run / "normalized", 16, "pad")
-    for stage in ("extracted", "normalized"):
-        assert sorted(p.name for p in (tmp_path / "a" / stage).iterdir() if p.suffix != ".csv") == ["images.zip"]
-        assert (tmp_path / "a" / stage / "images.zip").read_bytes() == (tmp_path / "b" / stage / "images.zip").read_bytes()
-        with open(tmp_path / "a" / stage / "manifest.csv", newline="") as f, zipfile.ZipFile(tmp_path / "a" / stage / "images.zip") as archive:
+    for stage, shape in (("extracted", (12, 16)), ("normalized", (16, 16))):
+        first, second = tmp_path / "a" / stage, tmp_path / "b" / stage
+        assert sorted(p.name for p in first.iterdir() if p.suffix != ".csv") == ["images.zip"]
+        assert (first / "images.zip").read_bytes() == (second / "images.zip").read_bytes()
+        with open(first / "manifest.csv", newline="") as f, zipfile.ZipFile(first / "images.zip") as archive:
             rows = list(csv.DictReader(f))
             assert [hashlib.md5(archive.read(r["file"])).hexdigest() for r in rows] == [r["md5"] for r in rows]
-            assert {archived_image(tmp_path / "a" / stage, r["file"]).shape[:2] for r in rows} == ({(12, 16)} if stage == "extracted" else {(16, 16)})
+        assert {archived_image(first, r["file"]).shape[:2] for r in rows} == {shape}
+
+
+@pytest.mark.parametrize(
+    "save",
+    {
+        "baseline": lambda image, path: image.save(path, quality=90),
+        "progressive": lambda image, path: image.save(path, progressive=True),
+        "with EXIF and a long comment": lambda image, path: image.save(path, exif=Image.Exif(), comment=b"x" * 5000),
+        "grayscale": lambda image, path: image.convert("L").save(path),
+        "CMYK": lambda image, path: image.convert("CMYK").save(path),
+    }.values(),
+    ids=["baseline", "progressive", "exif", "grayscale", "cmyk"],
+)
+def test_jpeg_header_size_matches_pils(tmp_path, save):
+    # The size gates decoding (bombs, annotation mismatches), so the fast header walk must agree with PIL's parser.
+    path = tmp_path / "photo.jpg"
+    save(Image.fromarray(np.zeros((37, 53, 3), np.uint8)), path)
+    data = path.read_bytes()
+    with Image.open(path) as image:
+        assert header_info(data, path) == (*image.size, "JPEG") == (53, 37, "JPEG")
+
+
+def test_malformed_jpeg_header_is_refused_by_name(tmp_path):
+    path = tmp_path / "broken.jpg"
+    path.write_bytes(b"\xff\xd8\xff\xda" + bytes(64))  # scan data with no frame header before it
+    with pytest.raises(BadImageError, match="broken.jpg: not an image in a known format"):
+        decode(path)
