@@ -79,12 +79,13 @@ def _textures() -> list[np.ndarray]:
     for _ in range(TEXTURES):
         start, slope = rng.uniform(40, 215, 3), rng.uniform(-0.15, 0.15, (2, 3))
         noise = cv2.GaussianBlur(rng.normal(0, 50, (HEIGHT, WIDTH, 3)).astype(np.float32), (0, 0), 2.5)
-        textures.append(np.clip(start + xs[..., None] * slope[0] + ys[..., None] * slope[1] + noise, 0, 255).astype(np.uint8))
+        photo = start + xs[..., None] * slope[0] + ys[..., None] * slope[1] + noise
+        textures.append(np.clip(photo, 0, 255).astype(np.uint8))
     return textures
 
 
 def write_images(count: int, path_of: Callable[[int, str], Path]) -> None:
-    """`count` distinct photo-like 640x480 JPEGs (quality 90), image `index` of class `category` written to `path_of(index, category)`.
+    """`count` distinct photo-like 640x480 JPEGs (quality 90), image `index` of `category` at `path_of(...)`.
 
     Each is a texture with a box of its own place and colour, the category's number of boxes across.
     """

@@ -61,4 +61,4 @@ def read_member(archive: zipfile.ZipFile, name: str) -> bytes:
     except KeyError:
         raise ImgclsError(f"{archive.filename}: has no member {name}; the manifest beside it lists it") from None
     except zipfile.BadZipFile as exc:
-        raise ImgclsError(f"{archive.filename}: member {name} is damaged ({exc}); run the stage that writes it again") from None
+        raise ImgclsError(f"{archive.filename}: member {name} is damaged ({exc}); run its stage again") from None

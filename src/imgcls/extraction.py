@@ -65,9 +65,10 @@ def extract_images(
     removed: Mapping[str, Mapping[str, int]] | None = None,
     given_splits: Mapping[int, str] | None = None,
 ) -> tuple[int, list[BadImage], list[dict[str, object]]]:
-    """Write `out_dir/images.zip`, `manifest.csv`, `bad_images.csv` and `selection.csv`; return (kept, bad, selection rows).
+    """Write `out_dir/images.zip`, `manifest.csv`, `bad_images.csv` and `selection.csv`; return (kept, bad, selection).
 
-    The archive holds each kept image as `images/<id>.png`, the manifest's `file`. `removed` counts, per category and rule, the images selection already left out;
+    The archive holds each kept image as `images/<id>.png`, the manifest's `file`.
+    `removed` counts, per category and rule, the images selection already left out;
     `given_splits` is the split folder a pre-split dataset put an image in (missing: none). Decoding
     and resizing run on all cores. Nothing is written unless the run succeeds as a whole.
     """

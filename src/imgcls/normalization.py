@@ -21,8 +21,8 @@ def _normalize_one(
     """The image's manifest row and PNG bytes."""
     pixels, _ = decode_bytes(read_member(extracted, row["file"]), Path(str(extracted.filename)) / row["file"])
     png = encode_png(to_square(to_rgb8(pixels), size, resize), rgb=True)
-    file = f"images/{row['id']}.png"
-    return {"id": row["id"], "category": row["category"], "file": file, "md5": md5_of(png), "given_split": row["given_split"]}, png
+    out_row = {"id": row["id"], "category": row["category"], "file": f"images/{row['id']}.png", "md5": md5_of(png)}
+    return {**out_row, "given_split": row["given_split"]}, png
 
 
 def normalize_images(extracted_dir: Path, out_dir: Path, size: int, resize: Literal["pad", "stretch"]) -> int:
@@ -31,7 +31,8 @@ def normalize_images(extracted_dir: Path, out_dir: Path, size: int, resize: Lite
     out_rows = []
     with read_archive(extracted_dir / ARCHIVE) as extracted, atomic_dir(out_dir) as tmp:
         with write_archive(tmp / ARCHIVE) as archive:
-            for out_row, png in imap_images(lambda r: _normalize_one(r, extracted, size, resize), rows, desc="normalize"):
+            results = imap_images(lambda r: _normalize_one(r, extracted, size, resize), rows, desc="normalize")
+            for out_row, png in results:
                 archive.add(str(out_row["file"]), png)
                 out_rows.append(out_row)
         write_csv(tmp / "manifest.csv", out_rows, MANIFEST_COLUMNS)

@@ -156,7 +156,7 @@ def _check_every_class_everywhere(labels: np.ndarray, assignment: np.ndarray, cl
 
 
 def load_normalized(normalized_dir: Path, classes: Sequence[str]) -> tuple[PackedSplit, list[str]]:
-    """Read the normalize stage's manifest and archived images into one array set, ordered by id, and each image's given split."""
+    """Read the normalize stage's manifest and images into one array set, ordered by id, and each image's given split."""
     rows = sorted(read_csv(normalized_dir / "manifest.csv", ("id", "category", "file", "given_split")), key=lambda r: int(r["id"]))
     label_of = {name: i for i, name in enumerate(classes)}
     unknown = sorted({r["category"] for r in rows} - set(label_of))
