@@ -17,11 +17,6 @@ Result = TypeVar("Result")
 CHUNK = 16
 
 
-def map_images(work: Callable[[Item], Result], items: Sequence[Item], desc: str) -> list[Result]:
-    """`[work(item) for item in items]`, in order, on one thread per core."""
-    return list(imap_images(work, items, desc))
-
-
 def imap_images(work: Callable[[Item], Result], items: Sequence[Item], desc: str) -> Iterator[Result]:
     """`work(item)` for each item, yielded in order as they finish, on one thread per core.
 
