@@ -10,6 +10,7 @@ which also spares the per-file creation cost of a slow disk.
 from __future__ import annotations
 
 import contextlib
+import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,23 +43,30 @@ def write_archive(path: Path) -> Iterator[ArchiveWriter]:
         yield ArchiveWriter(archive)
 
 
+class ArchiveReader:
+    """Reads members from any thread: one lock around each read, as ZipFile counts its open members unlocked."""
+
+    def __init__(self, archive: zipfile.ZipFile, path: Path) -> None:
+        self._archive, self.path, self._lock = archive, path, threading.Lock()
+
+    def read(self, name: str) -> bytes:
+        """A member's bytes (a stored member is a plain file read), failing clearly when it is missing."""
+        try:
+            with self._lock:
+                return self._archive.read(name)
+        except KeyError:
+            raise ImgclsError(f"{self.path}: has no member {name}; the manifest beside it lists it") from None
+        except zipfile.BadZipFile as exc:
+            raise ImgclsError(f"{self.path}: member {name} is damaged ({exc}); run its stage again") from None
+
+
 @contextlib.contextmanager
-def read_archive(path: Path) -> Iterator[zipfile.ZipFile]:
-    """Open an earlier stage's archive; its members may be read from several threads at once."""
+def read_archive(path: Path) -> Iterator[ArchiveReader]:
+    """Open an earlier stage's archive."""
     try:
         with zipfile.ZipFile(path) as archive:
-            yield archive
+            yield ArchiveReader(archive, path)
     except FileNotFoundError:
         raise ImgclsError(f"{path}: not found; run the stage that writes it first") from None
     except zipfile.BadZipFile as exc:
         raise ImgclsError(f"{path}: not a readable zip archive ({exc}); run the stage that writes it again") from None
-
-
-def read_member(archive: zipfile.ZipFile, name: str) -> bytes:
-    """A member's bytes, failing clearly when a manifest names a file the archive lacks."""
-    try:
-        return archive.read(name)
-    except KeyError:
-        raise ImgclsError(f"{archive.filename}: has no member {name}; the manifest beside it lists it") from None
-    except zipfile.BadZipFile as exc:
-        raise ImgclsError(f"{archive.filename}: member {name} is damaged ({exc}); run its stage again") from None

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Literal
 
-from imgcls.archive import ARCHIVE, read_archive, read_member, write_archive
+from imgcls.archive import ARCHIVE, ArchiveReader, read_archive, write_archive
 from imgcls.atomic import atomic_dir
 from imgcls.images import decode_bytes, encode_png, md5_of, to_rgb8, to_square
 from imgcls.manifest import read_csv, write_csv
@@ -16,10 +15,10 @@ MANIFEST_COLUMNS = ("id", "category", "file", "md5", "given_split")
 
 
 def _normalize_one(
-    row: dict[str, str], extracted: zipfile.ZipFile, size: int, resize: Literal["pad", "stretch"]
+    row: dict[str, str], extracted: ArchiveReader, size: int, resize: Literal["pad", "stretch"]
 ) -> tuple[dict[str, object], bytes]:
     """The image's manifest row and PNG bytes."""
-    pixels, _ = decode_bytes(read_member(extracted, row["file"]), Path(str(extracted.filename)) / row["file"])
+    pixels, _ = decode_bytes(extracted.read(row["file"]), extracted.path / row["file"])
     png = encode_png(to_square(to_rgb8(pixels), size, resize), rgb=True)
     out_row = {"id": row["id"], "category": row["category"], "file": f"images/{row['id']}.png", "md5": md5_of(png)}
     return {**out_row, "given_split": row["given_split"]}, png

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from imgcls.archive import ARCHIVE, read_archive, read_member
+from imgcls.archive import ARCHIVE, read_archive
 from imgcls.atomic import atomic_dir, write_json
 from imgcls.errors import ImgclsError
 from imgcls.images import decode_bytes
@@ -163,7 +163,7 @@ def load_normalized(normalized_dir: Path, classes: Sequence[str]) -> tuple[Packe
     if unknown:
         raise ImgclsError(f"{normalized_dir / 'manifest.csv'}: categories {unknown} are not in extract.categories")
     with read_archive(normalized_dir / ARCHIVE) as archive:
-        bgr = [decode_bytes(read_member(archive, r["file"]), normalized_dir / ARCHIVE / r["file"])[0] for r in rows]
+        bgr = [decode_bytes(archive.read(r["file"]), archive.path / r["file"])[0] for r in rows]
     images = np.stack([pixels[..., ::-1] for pixels in bgr])
     labels = np.array([label_of[r["category"]] for r in rows], dtype=np.int64)
     ids = np.array([int(r["id"]) for r in rows], dtype=np.int64)
