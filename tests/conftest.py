@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -56,6 +57,12 @@ def save_trained(path: Path, model: torch.nn.Module, params: Path, name: str, cl
     """A best.pt as `train@<name>` writes one under `params`: the weights and the model's recipe."""
     recipe = ModelRecipe(resolve_model(params, name, MODEL_NAMES), tuple(classes), Preprocessing(side, "pad"), "x")
     save_checkpoint(path, {"model": model.state_dict(), "epoch": 1, "fingerprint": "x", "recipe": recipe.to_plain()})
+
+
+def archived_image(stage_dir: Path, member: str) -> np.ndarray:
+    """Decode one image of a stage's `images.zip` (a manifest's `file`), as a user unpacking it would see it."""
+    with zipfile.ZipFile(stage_dir / "images.zip") as archive:
+        return cv2.imdecode(np.frombuffer(archive.read(member), np.uint8), cv2.IMREAD_UNCHANGED)
 
 
 def tool_env() -> dict[str, str]:

@@ -1,9 +1,17 @@
+import csv
+import hashlib
+import zipfile
+
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from imgcls.images import decode, fit_within, read_image, to_rgb8, to_square
+from conftest import archived_image
+from imgcls.coco import Selected
+from imgcls.extraction import extract_images
+from imgcls.images import BadImageError, decode, fit_within, header_info, read_image, to_rgb8, to_square
+from imgcls.normalization import normalize_images
 
 
 def test_grayscale_becomes_three_equal_channels():
@@ -102,3 +110,53 @@ def test_png_is_never_reduced(tmp_path):
     cv2.imwrite(str(path), np.zeros((400, 300), np.uint16))
     decoded = decode(path, target=32)[0]
     assert decoded.shape == (400, 300) and decoded.dtype == np.uint16
+
+
+def test_extracted_and_normalized_images_are_one_reproducible_archive_each(tmp_path):
+    # One file per stage keeps `dvc status` from visiting a file per image; the same inputs must give
+    # the same archive bytes, or every rerun would look like a data change to DVC and git.
+    rng = np.random.default_rng(0)
+    records = []
+    for image_id in range(1, 41):
+        path = tmp_path / "sources" / f"{image_id}.jpg"
+        path.parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(path), cv2.GaussianBlur(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), (0, 0), 2))
+        records.append(Selected(image_id, ("cat", "dog")[image_id % 2], path, path.name))
+    for run in ("a", "b"):
+        extract_images(records, tmp_path / run / "extracted", 16)
+        normalize_images(tmp_path / run / "extracted", tmp_path / run / "normalized", 16, "pad")
+    for stage, shape in (("extracted", (12, 16)), ("normalized", (16, 16))):
+        first, second = tmp_path / "a" / stage, tmp_path / "b" / stage
+        assert sorted(p.name for p in first.iterdir() if p.suffix != ".csv") == ["images.zip"]
+        assert (first / "images.zip").read_bytes() == (second / "images.zip").read_bytes()
+        with open(first / "manifest.csv", newline="") as f, zipfile.ZipFile(first / "images.zip") as archive:
+            rows = list(csv.DictReader(f))
+            assert [hashlib.md5(archive.read(r["file"])).hexdigest() for r in rows] == [r["md5"] for r in rows]
+        assert {archived_image(first, r["file"]).shape[:2] for r in rows} == {shape}
+
+
+@pytest.mark.parametrize(
+    "save",
+    {
+        "baseline": lambda image, path: image.save(path, quality=90),
+        "progressive": lambda image, path: image.save(path, progressive=True),
+        "with EXIF and a long comment": lambda image, path: image.save(path, exif=Image.Exif(), comment=b"x" * 5000),
+        "grayscale": lambda image, path: image.convert("L").save(path),
+        "CMYK": lambda image, path: image.convert("CMYK").save(path),
+    }.values(),
+    ids=["baseline", "progressive", "exif", "grayscale", "cmyk"],
+)
+def test_jpeg_header_size_matches_pils(tmp_path, save):
+    # The size gates decoding (bombs, annotation mismatches), so the fast header walk must agree with PIL's parser.
+    path = tmp_path / "photo.jpg"
+    save(Image.fromarray(np.zeros((37, 53, 3), np.uint8)), path)
+    data = path.read_bytes()
+    with Image.open(path) as image:
+        assert header_info(data, path) == (*image.size, "JPEG") == (53, 37, "JPEG")
+
+
+def test_malformed_jpeg_header_is_refused_by_name(tmp_path):
+    path = tmp_path / "broken.jpg"
+    path.write_bytes(b"\xff\xd8\xff\xda" + bytes(64))  # scan data with no frame header before it
+    with pytest.raises(BadImageError, match="broken.jpg: not an image in a known format"):
+        decode(path)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import sys
+import zipfile
 
 import pytest
 
@@ -20,17 +20,18 @@ pytestmark = pytest.mark.e2e
 
 
 def split_images(repo: Repo) -> tuple[list[str], list[str]]:
-    """Copies of the test split's normalized image files (a re-run extract may drop them), and evaluate's class for each."""
+    """The test split's normalized images unpacked (a re-run extract may drop them), and evaluate's class for each."""
     with open(repo.root / "metrics/predictions/net1.csv", newline="") as file:
         predicted = {row["id"]: row["predicted"] for row in csv.DictReader(file)}
     with open(repo.root / "data/normalized/manifest.csv", newline="") as file:
-        files = {row["id"]: repo.root / "data/normalized" / row["file"] for row in csv.DictReader(file)}
+        members = {row["id"]: row["file"] for row in csv.DictReader(file)}
     ids = sorted(predicted, key=int)
     kept = repo.root.parent / "test_images"
     kept.mkdir()
-    for i in ids:
-        shutil.copy(files[i], kept / files[i].name)
-    return [str(kept / files[i].name) for i in ids], [predicted[i] for i in ids]
+    with zipfile.ZipFile(repo.root / "data/normalized/images.zip") as archive:
+        for i in ids:
+            (kept / f"{i}.png").write_bytes(archive.read(members[i]))
+    return [str(kept / f"{i}.png") for i in ids], [predicted[i] for i in ids]
 
 
 def predict(repo: Repo, files: list[str]) -> tuple[list[str], list[str]]:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, tool_env
+from conftest import REPO, archived_image, tool_env
 
 
 def run_extract(root: Path, extract: dict) -> subprocess.CompletedProcess[str]:
@@ -119,7 +119,7 @@ def test_image_folder_source(tmp_path):
     assert {Path(r["source_file"]).suffix for r in rows} == {".jpg", ".png", ".bmp", ".webp"}
     assert all(r["source_file"].split("/")[0] == r["category"] for r in rows)
     for row in rows:
-        image = cv2.imread(str(tmp_path / "out" / row["file"]))
+        image = archived_image(tmp_path / "out", row["file"])
         assert max(image.shape[:2]) == 20
 
     missing = run_extract(tmp_path, {**extract, "categories": ["daisy", "roses"]})

@@ -6,13 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import yaml
 
 from conftest import REPO, tool_env
+from imgcls.archive import ARCHIVE, write_archive
 from imgcls.errors import ImgclsError
+from imgcls.images import encode_png
 from imgcls.params import parse_section
 from imgcls.preprocessing import Preprocessing
 from imgcls.splits import load_split
@@ -51,11 +52,12 @@ def test_bad_train_val_layouts_name_the_key_and_what_is_valid(split, message):
 
 def normalized_folder(root: Path, per_class: int) -> Path:
     """A normalize stage's output: `per_class` distinct 8x8 PNGs of each class and their manifest."""
-    (root / "images").mkdir(parents=True)
+    root.mkdir(parents=True)
     rows = ["id,category,file,md5,given_split"]
-    for index in range(per_class * len(CLASSES)):
-        assert cv2.imwrite(str(root / "images" / f"{index}.png"), np.full((8, 8, 3), index, np.uint8))
-        rows.append(f"{index},{CLASSES[index % len(CLASSES)]},images/{index}.png,,")
+    with write_archive(root / ARCHIVE) as archive:
+        for index in range(per_class * len(CLASSES)):
+            archive.add(f"images/{index}.png", encode_png(np.full((8, 8, 3), index, np.uint8)))
+            rows.append(f"{index},{CLASSES[index % len(CLASSES)]},images/{index}.png,,")
     (root / "manifest.csv").write_text("\n".join(rows) + "\n")
     Preprocessing(8, "pad").write(root)
     return root

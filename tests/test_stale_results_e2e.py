@@ -3,9 +3,10 @@
 import csv
 import json
 
-import cv2
 import numpy as np
 import pytest
+
+from conftest import archived_image
 
 pytestmark = pytest.mark.e2e
 
@@ -19,8 +20,8 @@ def test_changing_the_image_side_reruns_extraction_instead_of_restoring_the_run_
     result = tiny.run("dvc", "exp", "run", "-S", "extract.side_px=20", "augment")
     assert "extract" in stages_run(result.stdout), result.stdout
     with open(tiny.root / "data/extracted/manifest.csv", newline="") as f:
-        files = [tiny.root / "data/extracted" / row["file"] for row in csv.DictReader(f)]
-    sides = {max(cv2.imread(str(file)).shape[:2]) for file in files}
+        members = [row["file"] for row in csv.DictReader(f)]
+    sides = {max(archived_image(tiny.root / "data/extracted", member).shape[:2]) for member in members}
     assert sides == {20}
     assert np.load(tiny.root / "data/processed/test/images.npy", mmap_mode="r").shape[1:] == (20, 20, 3)
 

@@ -11,14 +11,15 @@ from typing import Literal
 
 import numpy as np
 
+from imgcls.archive import ARCHIVE, drop_members, write_archive
 from imgcls.atomic import atomic_dir
 from imgcls.coco import RULES, Selected, describe_removed, require_eligible
 from imgcls.download import RemoteImage, download_images
 from imgcls.errors import ImgclsError
 from imgcls.folder import SPLIT_FOLDERS
-from imgcls.images import BadImageError, decode, fit_within, write_png
+from imgcls.images import BadImageError, decode, encode_png, fit_within, md5_of
 from imgcls.manifest import write_csv
-from imgcls.parallel import map_images
+from imgcls.parallel import imap_images
 
 MANIFEST_COLUMNS = ("id", "category", "file", "md5", "source_file", "width", "height", "given_split")
 BAD_IMAGE_COLUMNS = ("id", "source_file", "reason")
@@ -48,24 +49,25 @@ def pixel_digest(pixels: np.ndarray) -> str:
 Row = dict[str, object]
 
 
-def _extract_one(record: Selected, out_images: Path, size: int, given_split: str) -> tuple[Row, str] | BadImage:
+def _extract_one(record: Selected, size: int, given_split: str) -> tuple[Row, bytes, str] | BadImage:
+    """The image's manifest row, PNG bytes and pixel digest, or why it cannot be used."""
     expected = (record.width, record.height) if record.width is not None and record.height is not None else None
     try:
         pixels, (width, height) = decode(record.source, expected, target=size)
     except BadImageError as exc:
         return BadImage(record.image_id, record.source_name, str(exc), "unreadable" if record.source.is_file() else "missing_file")
-    file = f"{record.image_id}.png"
-    md5 = write_png(out_images / file, fit_within(pixels, size))
-    return {
+    png = encode_png(fit_within(pixels, size))
+    row = {
         "id": record.image_id,
         "category": record.category,
-        "file": f"images/{file}",
-        "md5": md5,
+        "file": f"images/{record.image_id}.png",
+        "md5": md5_of(png),
         "source_file": record.source_name,
         "width": width,
         "height": height,
         "given_split": given_split,
-    }, pixel_digest(pixels)
+    }
+    return row, png, pixel_digest(pixels)
 
 
 def extract_images(
@@ -78,24 +80,30 @@ def extract_images(
     removed: Mapping[str, Mapping[str, int]] | None = None,
     given_splits: Mapping[int, str] | None = None,
 ) -> tuple[int, list[BadImage], list[dict[str, object]]]:
-    """Write `out_dir/images/<id>.png`, `manifest.csv`, `bad_images.csv` and `selection.csv`; return (kept, bad, selection rows).
+    """Write `out_dir/images.zip`, `manifest.csv`, `bad_images.csv` and `selection.csv`; return (kept, bad, selection).
 
+    The archive holds each kept image as `images/<id>.png`, the manifest's `file`.
     `removed` counts, per category and rule, the images selection already left out;
     `given_splits` is the split folder a pre-split dataset put an image in (missing: none). Decoding
     and resizing run on all cores. Nothing is written unless the run succeeds as a whole.
     """
     known = {b.image_id for b in known_bad}
     todo = [r for r in records if r.image_id not in known]
+    given = given_splits or {}
+    extracted: list[tuple[Row, str]] = []
+    bad = list(known_bad)
     with atomic_dir(out_dir) as tmp:
-        out_images = tmp / "images"
-        out_images.mkdir()
-        given = given_splits or {}
-        results = map_images(lambda r: _extract_one(r, out_images, size, given.get(r.image_id, "")), todo, desc="extract")
-        bad = [*known_bad, *(r for r in results if isinstance(r, BadImage))]
+        with write_archive(tmp / ARCHIVE) as archive:
+            for result in imap_images(lambda r: _extract_one(r, size, given.get(r.image_id, "")), todo, desc="extract"):
+                if isinstance(result, BadImage):
+                    bad.append(result)
+                    continue
+                row, png, digest = result
+                archive.add(str(row["file"]), png)
+                extracted.append((row, digest))
         _check_bad(bad, len(records), on_bad_image, max_bad_fraction)
-        rows, duplicates = drop_duplicates([r for r in results if not isinstance(r, BadImage)])
-        for row in duplicates:
-            (tmp / str(row["file"])).unlink()
+        rows, duplicates = drop_duplicates(extracted)
+        drop_members(tmp / ARCHIVE, [str(row["file"]) for row in duplicates])
         selection = selection_table(records, _with_duplicates(removed or {}, duplicates), bad, rows)
         _check_left(selection)
         write_csv(tmp / "manifest.csv", rows, MANIFEST_COLUMNS)

@@ -5,29 +5,36 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from imgcls.archive import ARCHIVE, ArchiveReader, read_archive, write_archive
 from imgcls.atomic import atomic_dir
-from imgcls.images import read_image, to_rgb8, to_square, write_png
+from imgcls.images import decode_bytes, encode_png, md5_of, to_rgb8, to_square
 from imgcls.manifest import read_csv, write_csv
-from imgcls.parallel import map_images
+from imgcls.parallel import imap_images
 from imgcls.preprocessing import Preprocessing
 
 MANIFEST_COLUMNS = ("id", "category", "file", "md5", "given_split")
 
 
+def _normalize_one(
+    row: dict[str, str], extracted: ArchiveReader, size: int, resize: Literal["pad", "stretch"]
+) -> tuple[dict[str, object], bytes]:
+    """The image's manifest row and PNG bytes."""
+    pixels, _ = decode_bytes(extracted.read(row["file"]), extracted.path / row["file"])
+    png = encode_png(to_square(to_rgb8(pixels), size, resize), rgb=True)
+    out_row = {"id": row["id"], "category": row["category"], "file": f"images/{row['id']}.png", "md5": md5_of(png)}
+    return {**out_row, "given_split": row["given_split"]}, png
+
+
 def normalize_images(extracted_dir: Path, out_dir: Path, size: int, resize: Literal["pad", "stretch"]) -> int:
-    """Write viewable `out_dir/images/<id>.png`, `out_dir/manifest.csv` and what was done to them; return the image count."""
+    """Write `out_dir/images.zip` (viewable `images/<id>.png`), `out_dir/manifest.csv` and what was done to them; return the count."""
     rows = read_csv(extracted_dir / "manifest.csv", ("id", "category", "file", "given_split"))
-
-    def normalize_one(row: dict[str, str], out_images: Path) -> dict[str, object]:
-        rgb = to_square(to_rgb8(read_image(extracted_dir / row["file"])), size, resize)
-        file = f"{row['id']}.png"
-        md5 = write_png(out_images / file, rgb, rgb=True)
-        return {"id": row["id"], "category": row["category"], "file": f"images/{file}", "md5": md5, "given_split": row["given_split"]}
-
-    with atomic_dir(out_dir) as tmp:
-        out_images = tmp / "images"
-        out_images.mkdir()
-        out_rows = map_images(lambda r: normalize_one(r, out_images), rows, desc="normalize")
+    out_rows = []
+    with read_archive(extracted_dir / ARCHIVE) as extracted, atomic_dir(out_dir) as tmp:
+        with write_archive(tmp / ARCHIVE) as archive:
+            results = imap_images(lambda r: _normalize_one(r, extracted, size, resize), rows, desc="normalize")
+            for out_row, png in results:
+                archive.add(str(out_row["file"]), png)
+                out_rows.append(out_row)
         write_csv(tmp / "manifest.csv", out_rows, MANIFEST_COLUMNS)
         Preprocessing(size, resize).write(tmp)
     return len(out_rows)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.pool import ThreadPool
 from typing import TypeVar
 
@@ -17,10 +17,11 @@ Result = TypeVar("Result")
 CHUNK = 16
 
 
-def map_images(work: Callable[[Item], Result], items: Sequence[Item], desc: str) -> list[Result]:
-    """`[work(item) for item in items]`, in order, on one thread per core.
+def imap_images(work: Callable[[Item], Result], items: Sequence[Item], desc: str) -> Iterator[Result]:
+    """`work(item)` for each item, yielded in order as they finish, on one thread per core.
 
-    Threads suffice because OpenCV's codecs and file I/O release the GIL.
+    Threads suffice because OpenCV's codecs and file I/O release the GIL. Consuming results as
+    they come lets the caller write them out (to one archive, say) without holding them all.
     """
     with ThreadPool(os.cpu_count() or 1) as pool:
-        return list(tqdm(pool.imap(work, items, chunksize=CHUNK), total=len(items), desc=desc, unit="img"))
+        yield from tqdm(pool.imap(work, items, chunksize=CHUNK), total=len(items), desc=desc, unit="img")

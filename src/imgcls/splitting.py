@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from imgcls.archive import ARCHIVE, read_archive
 from imgcls.atomic import atomic_dir, write_json
 from imgcls.errors import ImgclsError
-from imgcls.images import read_image
+from imgcls.images import decode_bytes
 from imgcls.manifest import read_csv, write_csv
 from imgcls.splits import SPLITS, PackedSplit, save_split
 
@@ -161,7 +162,9 @@ def load_normalized(normalized_dir: Path, classes: Sequence[str]) -> tuple[Packe
     unknown = sorted({r["category"] for r in rows} - set(label_of))
     if unknown:
         raise ImgclsError(f"{normalized_dir / 'manifest.csv'}: categories {unknown} are not in extract.categories")
-    images = np.stack([read_image(normalized_dir / r["file"])[..., ::-1] for r in rows])
+    with read_archive(normalized_dir / ARCHIVE) as archive:
+        bgr = [decode_bytes(archive.read(r["file"]), archive.path / r["file"])[0] for r in rows]
+    images = np.stack([pixels[..., ::-1] for pixels in bgr])
     labels = np.array([label_of[r["category"]] for r in rows], dtype=np.int64)
     ids = np.array([int(r["id"]) for r in rows], dtype=np.int64)
     return PackedSplit(images, labels, ids), [r["given_split"] for r in rows]
