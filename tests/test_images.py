@@ -125,9 +125,9 @@ def test_extracted_and_normalized_images_are_one_reproducible_archive_each(tmp_p
     for run in ("a", "b"):
         extract_images(records, tmp_path / run / "extracted", 16)
         normalize_images(tmp_path / run / "extracted", tmp_path / run / "normalized", 16, "pad")
-    for stage, shape in (("extracted", (12, 16)), ("normalized", (16, 16))):
+    for stage, shape, beside in (("extracted", (12, 16), []), ("normalized", (16, 16), ["preprocessing.json"])):
         first, second = tmp_path / "a" / stage, tmp_path / "b" / stage
-        assert sorted(p.name for p in first.iterdir() if p.suffix != ".csv") == ["images.zip"]
+        assert sorted(p.name for p in first.iterdir() if p.suffix != ".csv") == ["images.zip", *beside]
         assert (first / "images.zip").read_bytes() == (second / "images.zip").read_bytes()
         with open(first / "manifest.csv", newline="") as f, zipfile.ZipFile(first / "images.zip") as archive:
             rows = list(csv.DictReader(f))

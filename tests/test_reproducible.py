@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, tool_env
-from imgcls.atomic import write_json
+from conftest import REPO, processed_folder, tool_env
 from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES
 from imgcls.params import resolve_model
 from imgcls.reproducible import PINNED, PINNED_BY_IMGCLS, pin_cpu_kernels, use_cpu_kernels
-from imgcls.splits import PackedSplit, save_split
+from imgcls.splits import PackedSplit
 
 # A few optimizer steps of a real model (convolutions through oneDNN, batch norm, dense layers,
 # cross-entropy, Adam) on seeded data; prints a hash of the final weights.
@@ -157,11 +156,11 @@ def _own_choice() -> str:
 @ONLY_X86_64
 def test_the_train_stage_runs_the_kernels_its_params_name(tmp_path):
     rng = np.random.default_rng(0)
-    for split, count in (("train", 32), ("val", 8)):
-        labels = np.arange(count) % 2
-        images = rng.integers(0, 255, (count, 16, 16, 3), np.uint8)
-        save_split(tmp_path / split, PackedSplit(images, labels, np.arange(count)))
-    write_json(tmp_path / "classes.json", ["a", "b"])
+    splits = {
+        split: PackedSplit(rng.integers(0, 255, (count, 16, 16, 3), np.uint8), np.arange(count) % 2, np.arange(count))
+        for split, count in (("train", 32), ("val", 8))
+    }
+    processed_folder(tmp_path, ["a", "b"], **splits)
     used = {}
     for kind in ("portable", "native"):
         params = tmp_path / f"{kind}.yaml"

@@ -20,11 +20,12 @@ from imgcls.params import load_params, model_names, read_params_file, resolve_mo
 
 pytestmark = pytest.mark.e2e
 
-# The shipped models the studies name, on three small classes at 32 px (resnet18's least) for one epoch.
+# The shipped models the studies name, on three small classes at 32 px (resnet18's least) for one epoch;
+# resnet18 for three, so the unfreezing study's epoch 3 comes (a later one is refused).
 BASE = {
     "extract": {"categories": ["zero", "one", "seven"], "per_category": 20, "side_px": 32},
     "train": {"epochs": 1, "batch_size": 32},
-    "models": {"net1": {}, "net2": {}, "cnn": {}, "resnet18": {"lr": 0.0005}},
+    "models": {"net1": {}, "net2": {}, "cnn": {}, "resnet18": {"lr": 0.0005, "epochs": 3}},
     "ensemble": {"models": ["net1", "net2", "cnn"], "tie_break": "cnn"},
 }
 
