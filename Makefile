@@ -41,7 +41,7 @@ lock:
 PLOTS_TEMPLATE := data/plots_page.html
 
 plots: $(STAMP)
-	$(BIN)/python -m imgcls.plots_page $(PLOTS_TEMPLATE)
+	$(BIN)/python -m imgcls.evaluate.plots_page $(PLOTS_TEMPLATE)
 	$(BIN)/dvc plots show --html-template $(PLOTS_TEMPLATE) -o dvc_plots
 
 clean:

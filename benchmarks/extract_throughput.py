@@ -2,8 +2,8 @@
 
 Both shrink the same photo-like 640x480 JPEGs (quality 90) so the longer side is 64 px
 (64x48) with INTER_AREA and write PNGs. (a) baseline: one image at a time, each decoded
-at full size with cv2.imread. (b) project: `imgcls.extraction.extract_images` on the
-records `imgcls.coco.select` picks from a COCO annotation dict; it decodes JPEGs at
+at full size with cv2.imread. (b) project: `imgcls.data.extraction.extract_images` on the
+records `imgcls.data.coco.select` picks from a COCO annotation dict; it decodes JPEGs at
 reduced DCT scale and runs on all cores with threads.
 
 Each path runs once to warm up, then `--repeats` times, the two alternating; the figure
@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 import torch
 
-from imgcls.coco import Selected, coco_from_dict, select
-from imgcls.extraction import extract_images
+from imgcls.data.coco import Selected, coco_from_dict, select
+from imgcls.data.extraction import extract_images
 
 from scratch import file_creation_ms, scratch_dir  # benchmarks/ is on sys.path when a script there runs
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from imgcls.atomic import write_json
 from imgcls.cli import stage_main, stage_parser
-from imgcls.ensemble import check_aligned, majority_vote
+from imgcls.evaluate.ensemble import check_aligned, majority_vote
 from imgcls.errors import ImgclsError
-from imgcls.evaluation import confusion_figure, read_predictions, write_predictions
-from imgcls.metrics import classification_scores, headline
+from imgcls.evaluate.predictions import confusion_figure, read_predictions, write_predictions
+from imgcls.evaluate.scores import classification_scores, headline
 from imgcls.params import EnsembleParams, load_params, model_names, read_params_file
-from imgcls.splits import read_classes
+from imgcls.data.packed import read_classes
 
 
 def main() -> None:

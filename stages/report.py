@@ -10,15 +10,15 @@ import numpy as np
 
 from imgcls.atomic import atomic_dir, read_json, write_text
 from imgcls.cli import stage_main, stage_parser
-from imgcls.curves import overlay_figure, read_curve, train_val_figure, write_curves, write_steps
-from imgcls.evaluation import read_predictions
+from imgcls.evaluate.curves import overlay_figure, read_curve, train_val_figure, write_curves, write_steps
+from imgcls.evaluate.predictions import read_predictions
 from imgcls.models import MODEL_NAMES, conv_layers
 from imgcls.params import EnsembleParams, ReportParams, TrainParams, load_params, model_names, read_params_file, resolve_model
-from imgcls.preprocessing import Preprocessing
-from imgcls.rebuild import rebuild_current
-from imgcls.report import check_feature_layers, comparison_table, conv_shapes, feature_maps, filter_grid
-from imgcls.review import bar_figure, error_overlap, errors_per_class, flags, pick_winner, resolution
-from imgcls.splits import load_split, read_classes
+from imgcls.data.preprocessing import Preprocessing
+from imgcls.train.rebuild import rebuild_current
+from imgcls.evaluate.report import check_feature_layers, comparison_table, conv_shapes, feature_maps, filter_grid
+from imgcls.evaluate.review import bar_figure, error_overlap, errors_per_class, flags, pick_winner, resolution
+from imgcls.data.packed import load_split, read_classes
 
 # recall_macro is left out: it always equals balanced_accuracy.
 SCORE_COLUMNS = ("accuracy", "balanced_accuracy", "f1_macro", "precision_macro", "f1_weighted")

@@ -4,9 +4,9 @@ from pathlib import Path
 
 from imgcls.cli import stage_main, stage_parser
 from imgcls.params import ExtractParams, SplitParams, load_params
-from imgcls.preprocessing import Preprocessing
-from imgcls.splits import SPLITS
-from imgcls.splitting import assign_by_counts, assign_by_fractions, assign_given, load_normalized, no_test_split, write_splits
+from imgcls.data.preprocessing import Preprocessing
+from imgcls.data.packed import SPLITS
+from imgcls.data.splitting import assign_by_counts, assign_by_fractions, assign_given, load_normalized, no_test_split, write_splits
 
 
 def main() -> None:

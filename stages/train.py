@@ -12,19 +12,19 @@ from pathlib import Path
 import torch
 from dvclive import Live
 
-from imgcls import distributed
+from imgcls.train import distributed
 from imgcls.atomic import write_json
-from imgcls.checkpoint import code_digest, file_digest, load_checkpoint, load_weights, run_fingerprint
+from imgcls.train.checkpoint import code_digest, file_digest, load_checkpoint, load_weights, run_fingerprint
 from imgcls.cli import stage_main, stage_parser
-from imgcls.data import to_device
+from imgcls.train.batches import to_device
 from imgcls.errors import ImgclsError
 from imgcls.manifest import write_csv
 from imgcls.models import MODEL_NAMES, build_model
 from imgcls.params import resolve_model
-from imgcls.preprocessing import Preprocessing
-from imgcls.recipe import INPUT_KEYS, ModelRecipe, require_agreement
-from imgcls.splits import load_split, read_classes
-from imgcls.training import STEP_COLUMNS, fit, select_device
+from imgcls.data.preprocessing import Preprocessing
+from imgcls.train.recipe import INPUT_KEYS, ModelRecipe, require_agreement
+from imgcls.data.packed import load_split, read_classes
+from imgcls.train.loop import STEP_COLUMNS, fit, select_device
 
 # Per-epoch speed: kept out of the metrics so `dvc metrics diff` never reports a timing as a change.
 TIMING_KEYS = ("images_per_s", "epoch_seconds")

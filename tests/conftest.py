@@ -17,12 +17,12 @@ import yaml
 from filelock import FileLock
 
 from imgcls.atomic import write_json
-from imgcls.checkpoint import save_checkpoint
+from imgcls.train.checkpoint import save_checkpoint
 from imgcls.models import MODEL_NAMES
 from imgcls.params import resolve_model
-from imgcls.preprocessing import Preprocessing
-from imgcls.recipe import ModelRecipe
-from imgcls.splits import PackedSplit, save_split
+from imgcls.data.preprocessing import Preprocessing
+from imgcls.train.recipe import ModelRecipe
+from imgcls.data.packed import PackedSplit, save_split
 
 REPO = Path(__file__).resolve().parents[1]
 COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "data", "tests", "benchmarks", "cache", "tmp", "__pycache__", "*.egg-info")

@@ -9,11 +9,11 @@ import yaml
 from torch import nn
 
 from conftest import REPO, processed_folder, save_trained, tool_env
-from imgcls.data import DeviceSplit, normalize
+from imgcls.train.batches import DeviceSplit, normalize
 from imgcls.models import build_model
 from imgcls.params import TrainParams
-from imgcls.splits import PackedSplit
-from imgcls.training import fit, recalibrate_batchnorm
+from imgcls.data.packed import PackedSplit
+from imgcls.train.loop import fit, recalibrate_batchnorm
 
 CPU = torch.device("cpu")
 BATCHES_OF_16 = TrainParams(batch_size=16)

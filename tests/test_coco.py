@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from imgcls.coco import classify_images, coco_from_dict, select
+from imgcls.data.coco import classify_images, coco_from_dict, select
 from imgcls.errors import ImgclsError
 from conftest import coco_dict
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import REPO, processed_folder, tool_env
-from imgcls.splits import PackedSplit
+from imgcls.data.packed import PackedSplit
 
 EPOCHS = 3
 

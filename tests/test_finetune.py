@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from conftest import REPO, tool_env
-from imgcls.checkpoint import load_checkpoint
+from imgcls.train.checkpoint import load_checkpoint
 from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES
 from imgcls.params import model_names, read_params_file, resolve_model

@@ -20,16 +20,16 @@ import torch
 
 from conftest import REPO, tool_env
 from imgcls.atomic import atomic_dir, save_npy
-from imgcls.augment import check_fits_in_memory
-from imgcls.checkpoint import load_checkpoint, run_fingerprint
-from imgcls.data import DeviceSplit
+from imgcls.data.augment import check_fits_in_memory
+from imgcls.train.checkpoint import load_checkpoint, run_fingerprint
+from imgcls.train.batches import DeviceSplit
 from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES, build_model
 from imgcls.params import ModelSettings, TrainParams, load_params, resolve_model
-from imgcls.preprocessing import Preprocessing
-from imgcls.rebuild import rebuild_trained
-from imgcls.recipe import ModelRecipe
-from imgcls.training import fit
+from imgcls.data.preprocessing import Preprocessing
+from imgcls.train.rebuild import rebuild_trained
+from imgcls.train.recipe import ModelRecipe
+from imgcls.train.loop import fit
 
 CLASSES = ["a", "b", "c"]
 SIDE = 16

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgcls.images import decode, fit_within, read_image, to_rgb8, to_square
+from imgcls.data.images import decode, fit_within, read_image, to_rgb8, to_square
 
 
 def test_grayscale_becomes_three_equal_channels():

@@ -11,13 +11,13 @@ import yaml
 from torch import nn
 
 from conftest import REPO, Killed, die_after_first_epoch, processed_folder, tool_env
-from imgcls.checkpoint import load_checkpoint
-from imgcls.data import DeviceSplit, normalize
+from imgcls.train.checkpoint import load_checkpoint
+from imgcls.train.batches import DeviceSplit, normalize
 from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES, build_model, probe_head
 from imgcls.params import TrainParams, resolve_model
-from imgcls.splits import PackedSplit
-from imgcls.training import cache_features, fit, predict
+from imgcls.data.packed import PackedSplit
+from imgcls.train.loop import cache_features, fit, predict
 
 CPU = torch.device("cpu")
 PROBE = TrainParams(epochs=3, batch_size=16, lr=1e-2, seed=0, crop_padding=0, scheduler="step", step_size=1, gamma=0.5, device="cpu")

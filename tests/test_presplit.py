@@ -16,7 +16,7 @@ import yaml
 from conftest import REPO, tool_env
 from imgcls.errors import ImgclsError
 from imgcls.params import parse_section
-from imgcls.splitting import assign_given
+from imgcls.data.splitting import assign_given
 
 # The classic hymenoptera layout, scaled down: uneven train and val folders per class.
 TRAIN_VAL = {("train", "ants"): 20, ("train", "bees"): 21, ("val", "ants"): 8, ("val", "bees"): 9}

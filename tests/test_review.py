@@ -5,10 +5,10 @@ import csv
 import numpy as np
 import pytest
 
-from imgcls.curves import read_curve, write_curves
+from imgcls.evaluate.curves import read_curve, write_curves
 from imgcls.errors import ImgclsError
-from imgcls.metrics import classification_scores
-from imgcls.review import error_overlap, errors_per_class, flags, pick_winner, resolution
+from imgcls.evaluate.scores import classification_scores
+from imgcls.evaluate.review import error_overlap, errors_per_class, flags, pick_winner, resolution
 
 CLASSES = ["cat", "dog", "owl"]
 Y_TRUE = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2])

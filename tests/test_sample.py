@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from imgcls.errors import ImgclsError
-from imgcls.sample import DIGIT_NAMES, build_sample, write_sample
+from imgcls.data.sample import DIGIT_NAMES, build_sample, write_sample
 
 
 @pytest.fixture(scope="module")

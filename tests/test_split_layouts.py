@@ -14,8 +14,8 @@ import yaml
 from conftest import REPO, tool_env
 from imgcls.errors import ImgclsError
 from imgcls.params import parse_section
-from imgcls.preprocessing import Preprocessing
-from imgcls.splits import load_split
+from imgcls.data.preprocessing import Preprocessing
+from imgcls.data.packed import load_split
 
 CLASSES = ["ants", "bees"]
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from conftest import Killed, die_after_first_epoch
-from imgcls.checkpoint import code_digest, load_checkpoint, run_fingerprint, save_checkpoint
-from imgcls.data import DeviceSplit, batch_indices, normalize, random_crop_flip, training_batches
+from imgcls.train.checkpoint import code_digest, load_checkpoint, run_fingerprint, save_checkpoint
+from imgcls.train.batches import DeviceSplit, batch_indices, normalize, random_crop_flip, training_batches
 from imgcls.models import build_model
 from imgcls.params import TrainParams
-from imgcls.training import fit, make_scheduler
+from imgcls.train.loop import fit, make_scheduler
 
 CPU = torch.device("cpu")
 

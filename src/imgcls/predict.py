@@ -16,14 +16,14 @@ from torch import nn
 
 from imgcls.cli import stage_main
 from imgcls.errors import ImgclsError
-from imgcls.folder import IMAGE_SUFFIXES
-from imgcls.images import BadImageError, decode, fit_within, to_rgb8, to_square
+from imgcls.data.folder import IMAGE_SUFFIXES
+from imgcls.data.images import BadImageError, decode, fit_within, to_rgb8, to_square
 from imgcls.models import MODEL_NAMES
 from imgcls.params import ExtractParams, NormalizeParams, TrainParams, load_params, resolve_model
-from imgcls.preprocessing import Preprocessing
-from imgcls.rebuild import TrainedModel, rebuild_trained
-from imgcls.recipe import ModelRecipe, differences, disagreement_line
-from imgcls.training import predict, select_device
+from imgcls.data.preprocessing import Preprocessing
+from imgcls.train.rebuild import TrainedModel, rebuild_trained
+from imgcls.train.recipe import ModelRecipe, differences, disagreement_line
+from imgcls.train.loop import predict, select_device
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from imgcls.checkpoint import state_dict_differences
+from imgcls.train.checkpoint import state_dict_differences
 from imgcls.errors import ImgclsError
 
 FREEZE_MODES = ("none", "backbone", "last_block")

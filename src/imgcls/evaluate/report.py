@@ -12,7 +12,7 @@ import torch
 from matplotlib.axes import Axes
 from torch import nn
 
-from imgcls.data import Channels, normalize
+from imgcls.train.batches import Channels, normalize
 from imgcls.errors import ImgclsError
 from imgcls.figures import plt, save_figure
 

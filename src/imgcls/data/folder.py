@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from imgcls.coco import Removed, Selected, require_eligible, resolves_inside, sample_per_category
+from imgcls.data.coco import Removed, Selected, require_eligible, resolves_inside, sample_per_category
 from imgcls.errors import ImgclsError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")

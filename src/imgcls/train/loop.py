@@ -23,11 +23,11 @@ from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from tqdm import tqdm
 
-from imgcls.checkpoint import check_checkpoint, load_checkpoint, save_checkpoint, set_aside
-from imgcls.data import DeviceSplit, batch_indices, crop_flip, crop_flip_draws, normalize, rotate, rotation_angles, training_batches
-from imgcls.distributed import sum_across_processes
+from imgcls.train.checkpoint import check_checkpoint, load_checkpoint, save_checkpoint, set_aside
+from imgcls.train.batches import DeviceSplit, batch_indices, crop_flip, crop_flip_draws, normalize, rotate, rotation_angles, training_batches
+from imgcls.train.distributed import sum_across_processes
 from imgcls.errors import ImgclsError
-from imgcls.metrics import f1_macro
+from imgcls.evaluate.scores import f1_macro
 from imgcls.models import frozen_batchnorm, probe_head, unfreeze_all
 from imgcls.params import TrainParams
 
@@ -451,7 +451,7 @@ def fit(
     so a resumed run logs the same history as an uninterrupted one. `wrap` lets a
     distributed caller put DistributedDataParallel around the model; only rank 0
     (shard[0] == 0) writes checkpoints. A model built with `probe` has its head trained
-    alone, on the frozen backbone's features computed once. `recipe` (imgcls.recipe, as plain
+    alone, on the frozen backbone's features computed once. `recipe` (imgcls.train.recipe, as plain
     types) goes into both checkpoints, so either can be used without the repository.
     """
     carried = {"fingerprint": fingerprint, **({"recipe": dict(recipe)} if recipe is not None else {})}

@@ -15,7 +15,7 @@ import numpy as np
 
 from imgcls.errors import ImgclsError
 from imgcls.figures import image_grid
-from imgcls.splits import PackedSplit
+from imgcls.data.packed import PackedSplit
 
 
 def random_affine(image: np.ndarray, angle: float, scale: float, flip: bool) -> np.ndarray:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from torch import nn
 
-from imgcls.checkpoint import load_checkpoint, load_weights
+from imgcls.train.checkpoint import load_checkpoint, load_weights
 from imgcls.models import build_model, unfreeze_all
 from imgcls.params import ModelSettings
-from imgcls.preprocessing import Preprocessing
-from imgcls.recipe import ModelRecipe, require_agreement
+from imgcls.data.preprocessing import Preprocessing
+from imgcls.train.recipe import ModelRecipe, require_agreement
 
 
 @dataclass(frozen=True)

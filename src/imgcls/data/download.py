@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from imgcls.errors import ImgclsError
-from imgcls.images import BadImageError, check_size, header_info
+from imgcls.data.images import BadImageError, check_size, header_info
 
 _CHUNK = 1 << 16
 

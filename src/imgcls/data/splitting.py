@@ -12,9 +12,9 @@ from sklearn.model_selection import train_test_split
 
 from imgcls.atomic import atomic_dir, write_json
 from imgcls.errors import ImgclsError
-from imgcls.images import read_image
+from imgcls.data.images import read_image
 from imgcls.manifest import read_csv, write_csv
-from imgcls.splits import SPLITS, PackedSplit, save_split
+from imgcls.data.packed import SPLITS, PackedSplit, save_split
 
 
 def _classes_below(labels: np.ndarray, classes: Sequence[str], shares: Sequence[float]) -> tuple[int, list[str]]:

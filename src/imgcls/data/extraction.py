@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Literal
 
 from imgcls.atomic import atomic_dir
-from imgcls.coco import RULES, Selected, describe_removed, require_eligible
-from imgcls.download import RemoteImage, download_images
+from imgcls.data.coco import RULES, Selected, describe_removed, require_eligible
+from imgcls.data.download import RemoteImage, download_images
 from imgcls.errors import ImgclsError
-from imgcls.images import BadImageError, decode, fit_within, write_png
+from imgcls.data.images import BadImageError, decode, fit_within, write_png
 from imgcls.manifest import write_csv
-from imgcls.parallel import map_images
+from imgcls.data.parallel import map_images
 
 MANIFEST_COLUMNS = ("id", "category", "file", "md5", "source_file", "width", "height", "given_split")
 BAD_IMAGE_COLUMNS = ("id", "source_file", "reason")

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Literal
 
 from imgcls.atomic import atomic_dir
-from imgcls.images import read_image, to_rgb8, to_square, write_png
+from imgcls.data.images import read_image, to_rgb8, to_square, write_png
 from imgcls.manifest import read_csv, write_csv
-from imgcls.parallel import map_images
-from imgcls.preprocessing import Preprocessing
+from imgcls.data.parallel import map_images
+from imgcls.data.preprocessing import Preprocessing
 
 MANIFEST_COLUMNS = ("id", "category", "file", "md5", "given_split")
 

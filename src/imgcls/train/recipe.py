@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from imgcls.errors import ImgclsError
 from imgcls.params import ModelOptions, ModelSettings, TrainParams, jsonable
-from imgcls.preprocessing import Preprocessing
+from imgcls.data.preprocessing import Preprocessing
 
 # Bumped when the recipe's layout changes, so an older checkpoint is named as such rather than misread.
 RECIPE_VERSION = 1
