@@ -20,7 +20,8 @@ from imgcls.params import EvaluateParams, load_params, resolve_model
 from imgcls.data.preprocessing import Preprocessing
 from imgcls.train.rebuild import rebuild_current
 from imgcls.data.packed import load_split, read_classes
-from imgcls.train.loop import predict, select_device
+from imgcls.train.loop import predict
+from imgcls.train.setup import select_device
 
 
 def main() -> None:

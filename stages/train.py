@@ -24,7 +24,9 @@ from imgcls.params import resolve_model
 from imgcls.data.preprocessing import Preprocessing
 from imgcls.train.recipe import INPUT_KEYS, ModelRecipe, require_agreement
 from imgcls.data.packed import load_split, read_classes
-from imgcls.train.loop import STEP_COLUMNS, fit, select_device
+from imgcls.train.fit import FitSettings, fit
+from imgcls.train.loop import STEP_COLUMNS
+from imgcls.train.setup import select_device
 
 # Per-epoch speed: kept out of the metrics so `dvc metrics diff` never reports a timing as a change.
 TIMING_KEYS = ("images_per_s", "epoch_seconds")
@@ -92,12 +94,12 @@ def main() -> None:
                     if name not in TIMING_KEYS:
                         live.log_metric(name, value)
 
-            state = fit(
-                model, train, settings.unfreeze_at_epoch, to_device(train_split, device), to_device(val_split, device),
-                len(classes), args.out, fingerprint, device, on_epoch=log_epoch,
+            run = FitSettings(
+                train, len(classes), args.out, fingerprint, device, settings.unfreeze_at_epoch, recipe.to_plain(),
+                shard=(process.rank, process.world), wrap=wrap, on_epoch=log_epoch,
                 log=print if process.is_writer else lambda message: None,
-                shard=(process.rank, process.world), wrap=wrap, recipe=recipe.to_plain(),
             )
+            state = fit(model, to_device(train_split, device), to_device(val_split, device), run)
             best = state.history[state.best_epoch - 1]
             if live is not None:
                 live.summary = {"best_epoch": state.best_epoch, "best_val": {"f1_macro": best["val/f1_macro"]}}

@@ -17,7 +17,9 @@ from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES, build_model, probe_head
 from imgcls.params import TrainParams, resolve_model
 from imgcls.data.packed import PackedSplit
-from imgcls.train.loop import cache_features, fit, predict
+from imgcls.train.fit import FitSettings, fit
+from imgcls.train.loop import predict
+from imgcls.train.probe import cache_features
 
 CPU = torch.device("cpu")
 PROBE = TrainParams(epochs=3, batch_size=16, lr=1e-2, seed=0, crop_padding=0, scheduler="step", step_size=1, gamma=0.5, device="cpu")
@@ -43,7 +45,7 @@ def probe_model(**options):
 
 def run_probe(tmp_path, train=PROBE, unfreeze_at_epoch=None, on_epoch=lambda e, r: None, **options):
     model = probe_model(**options)
-    state = fit(model, train, unfreeze_at_epoch, TRAIN, VAL, 3, tmp_path, "probe", CPU, on_epoch=on_epoch, log=lambda m: None)
+    state = fit(model, TRAIN, VAL, FitSettings(train, 3, tmp_path, "probe", CPU, unfreeze_at_epoch=unfreeze_at_epoch, on_epoch=on_epoch, log=lambda m: None))
     return state, model
 
 
@@ -148,6 +150,6 @@ def test_the_train_stage_probes_local_imagenet_weights_on_two_processes_as_on_on
     settings = resolve_model(params, "resnet18_probe", MODEL_NAMES)
     torch.manual_seed(settings.train.seed)
     model = build_model(settings.arch, 3, 32, **settings.options)
-    single = fit(model, settings.train, None, TRAIN, VAL, 3, tmp_path / "single", "x", CPU, log=lambda m: None)
+    single = fit(model, TRAIN, VAL, FitSettings(settings.train, 3, tmp_path / "single", "x", CPU, log=lambda m: None))
     curve = [float(line.split("\t")[1]) for line in (out / "live/plots/metrics/val/loss.tsv").read_text().splitlines()[1:]]
     assert curve == pytest.approx([r["val/loss"] for r in single.history], abs=1e-4)

@@ -23,7 +23,8 @@ from imgcls.params import ExtractParams, NormalizeParams, TrainParams, load_para
 from imgcls.data.preprocessing import Preprocessing
 from imgcls.train.rebuild import TrainedModel, rebuild_trained
 from imgcls.train.recipe import ModelRecipe, differences, disagreement_line
-from imgcls.train.loop import predict, select_device
+from imgcls.train.loop import predict
+from imgcls.train.setup import select_device
 
 
 @dataclass(frozen=True)
