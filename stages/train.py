@@ -5,7 +5,9 @@ each process trains on its shard of every batch (DistributedDataParallel); start
 outer `torchrun` (multi-node), it joins that run as it is.
 """
 
+import argparse
 import contextlib
+import functools
 import sys
 from pathlib import Path
 
@@ -20,11 +22,11 @@ from imgcls.train.batches import to_device
 from imgcls.errors import ImgclsError
 from imgcls.manifest import write_csv
 from imgcls.models import MODEL_NAMES, build_model
-from imgcls.params import resolve_model
+from imgcls.params import ModelSettings, resolve_model
 from imgcls.data.preprocessing import Preprocessing
 from imgcls.train.recipe import INPUT_KEYS, ModelRecipe, require_agreement
 from imgcls.data.packed import load_split, read_classes
-from imgcls.train.fit import FitSettings, fit
+from imgcls.train.fit import FitSettings, RunState, fit
 from imgcls.train.loop import STEP_COLUMNS
 from imgcls.train.setup import select_device
 
@@ -32,7 +34,7 @@ from imgcls.train.setup import select_device
 TIMING_KEYS = ("images_per_s", "epoch_seconds")
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = stage_parser(__doc__)
     parser.add_argument("--model", required=True, help="a key of params.yaml's models:")
     parser.add_argument("--processed", type=Path, required=True, help="the split stage's folder (val split, classes)")
@@ -43,7 +45,11 @@ def main() -> None:
         "--live", type=Path, required=True,
         help="dvclive folder: metrics.json (best epoch), plots/ (per-epoch curves), params.yaml (the settings used), timings.json, steps.csv",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     settings = resolve_model(args.params, args.model, MODEL_NAMES)
     if (settings.init_from is None) != (args.init is None):
         raise ImgclsError(
@@ -59,61 +65,73 @@ def main() -> None:
     if device.type == "cuda" and process.world > 1:
         device = torch.device("cuda", process.local_rank)
     try:
-        classes = read_classes(args.processed / "classes.json")
-        preprocessing = Preprocessing.read(args.processed)
-        train_split = load_split(args.train_data, mmap=False)
-        val_split = load_split(args.processed / "val", mmap=False)
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.manual_seed(train.seed)  # weight initialisation, identical on every rank
-        model = build_model(settings.arch, len(classes), preprocessing.side_px, **settings.options)
-        run_identity = {**settings.fingerprint(), "code": code_digest(Path(__file__))}
-        if args.init is not None:
-            start_from(model, args.init, ModelRecipe(settings, tuple(classes), preprocessing))
-            run_identity["init"] = file_digest(args.init)
-        model = model.to(device, memory_format=torch.channels_last)
-        if "weights_path" in settings.options:
-            run_identity["weights"] = file_digest(Path(settings.options["weights_path"]))
-        fingerprint = run_fingerprint(run_identity, train_split.images, train_split.labels, val_split.images, val_split.labels)
-        recipe = ModelRecipe(settings, tuple(classes), preprocessing, fingerprint)
-
-        def wrap(module: torch.nn.Module) -> torch.nn.Module:
-            wrapped = distributed.wrap(module, device)
-            return torch.compile(wrapped) if train.compile else wrapped
-
-        args.out.mkdir(parents=True, exist_ok=True)
-        live = Live(dir=str(args.live), dvcyaml=False, save_dvc_exp=False) if process.is_writer else None
-        with live if live is not None else contextlib.nullcontext():
-            if live is not None:
-                live.log_params(settings.effective())
-
-            def log_epoch(epoch: int, record: dict[str, float]) -> None:
-                if live is None:
-                    return
-                live.step = epoch
-                for name, value in record.items():
-                    if name not in TIMING_KEYS:
-                        live.log_metric(name, value)
-
-            run = FitSettings(
-                train, len(classes), args.out, fingerprint, device, settings.unfreeze_at_epoch, recipe.to_plain(),
-                shard=(process.rank, process.world), wrap=wrap, on_epoch=log_epoch,
-                log=print if process.is_writer else lambda message: None,
-            )
-            state = fit(model, to_device(train_split, device), to_device(val_split, device), run)
-            best = state.history[state.best_epoch - 1]
-            if live is not None:
-                live.summary = {"best_epoch": state.best_epoch, "best_val": {"f1_macro": best["val/f1_macro"]}}
-                live.make_summary()
-                write_json(args.live / "timings.json", {key: [r[key] for r in state.history] for key in TIMING_KEYS})
-                # Header only when train.log_every_steps is empty: dvc.yaml declares the file either way.
-                write_csv(args.live / "steps.csv", state.step_losses, STEP_COLUMNS)
-        if process.is_writer:
-            print(
-                f"train@{args.model}: best epoch {state.best_epoch} of {state.epoch} by {train.monitor}: "
-                f"val/f1_macro {best['val/f1_macro']:.4f}, val/acc {best['val/acc']:.4f}, val/loss {best['val/loss']:.4f}"
-            )
+        train_model(args, settings, device, process)
     finally:
         distributed.stop()
+
+
+def train_model(args: argparse.Namespace, settings: ModelSettings, device: torch.device, process: distributed.Process) -> None:
+    """Build the model (from --init's weights for a finetune), fit it, and log with dvclive on the writing rank."""
+    train = settings.train
+    classes = read_classes(args.processed / "classes.json")
+    preprocessing = Preprocessing.read(args.processed)
+    train_split = load_split(args.train_data, mmap=False)
+    val_split = load_split(args.processed / "val", mmap=False)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(train.seed)  # weight initialisation, identical on every rank
+    model = build_model(settings.arch, len(classes), preprocessing.side_px, **settings.options)
+    run_identity = {**settings.fingerprint(), "code": code_digest(Path(__file__))}
+    if args.init is not None:
+        start_from(model, args.init, ModelRecipe(settings, tuple(classes), preprocessing))
+        run_identity["init"] = file_digest(args.init)
+    model = model.to(device, memory_format=torch.channels_last)
+    if "weights_path" in settings.options:
+        run_identity["weights"] = file_digest(Path(settings.options["weights_path"]))
+    fingerprint = run_fingerprint(run_identity, train_split.images, train_split.labels, val_split.images, val_split.labels)
+    recipe = ModelRecipe(settings, tuple(classes), preprocessing, fingerprint)
+
+    def wrap(module: torch.nn.Module) -> torch.nn.Module:
+        wrapped = distributed.wrap(module, device)
+        return torch.compile(wrapped) if train.compile else wrapped
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    live = Live(dir=str(args.live), dvcyaml=False, save_dvc_exp=False) if process.is_writer else None
+    with live if live is not None else contextlib.nullcontext():
+        if live is not None:
+            live.log_params(settings.effective())
+        run = FitSettings(
+            train, len(classes), args.out, fingerprint, device, settings.unfreeze_at_epoch, recipe.to_plain(),
+            shard=(process.rank, process.world), wrap=wrap, on_epoch=functools.partial(log_epoch, live),
+            log=print if process.is_writer else lambda message: None,
+        )
+        state = fit(model, to_device(train_split, device), to_device(val_split, device), run)
+        best = state.history[state.best_epoch - 1]
+        if live is not None:
+            write_summary(live, args.live, state)
+    if process.is_writer:
+        print(
+            f"train@{args.model}: best epoch {state.best_epoch} of {state.epoch} by {train.monitor}: "
+            f"val/f1_macro {best['val/f1_macro']:.4f}, val/acc {best['val/acc']:.4f}, val/loss {best['val/loss']:.4f}"
+        )
+
+
+def log_epoch(live: Live | None, epoch: int, record: dict[str, float]) -> None:
+    if live is None:
+        return
+    live.step = epoch
+    for name, value in record.items():
+        if name not in TIMING_KEYS:
+            live.log_metric(name, value)
+
+
+def write_summary(live: Live, folder: Path, state: RunState) -> None:
+    """The best epoch as dvclive's metrics.json, beside timings.json and steps.csv."""
+    best = state.history[state.best_epoch - 1]
+    live.summary = {"best_epoch": state.best_epoch, "best_val": {"f1_macro": best["val/f1_macro"]}}
+    live.make_summary()
+    write_json(folder / "timings.json", {key: [r[key] for r in state.history] for key in TIMING_KEYS})
+    # Header only when train.log_every_steps is empty: dvc.yaml declares the file either way.
+    write_csv(folder / "steps.csv", state.step_losses, STEP_COLUMNS)
 
 
 def start_from(model: torch.nn.Module, init: Path, expected: ModelRecipe) -> None:
