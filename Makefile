@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 LOCK_TOOL := /tmp/imgcls-lock-tool
 
-.PHONY: run test install lock clean plots
+.PHONY: run test lint install lock clean plots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,14 @@ install: $(STAMP)
 run: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
-test: $(STAMP)
+# The code CI checks: lint first, so a style error fails fast, before the slow tests.
+LINTED := src stages tests benchmarks
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+
+test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 # Versions already in the lock are kept unless pyproject.toml rules them out; every platform's
