@@ -14,20 +14,20 @@ from pathlib import Path
 import torch
 from dvclive import Live
 
-from imgcls.train import distributed
 from imgcls.atomic import write_json
-from imgcls.train.checkpoint import code_digest, file_digest, load_checkpoint, load_weights, run_fingerprint
 from imgcls.cli import stage_main, stage_parser
-from imgcls.train.batches import to_device
+from imgcls.data.packed import load_split, read_classes
+from imgcls.data.preprocessing import Preprocessing
 from imgcls.errors import ImgclsError
 from imgcls.manifest import write_csv
 from imgcls.models import MODEL_NAMES, build_model
 from imgcls.params import ModelSettings, resolve_model
-from imgcls.data.preprocessing import Preprocessing
-from imgcls.train.recipe import INPUT_KEYS, ModelRecipe, require_agreement
-from imgcls.data.packed import load_split, read_classes
+from imgcls.train import distributed
+from imgcls.train.batches import to_device
+from imgcls.train.checkpoint import code_digest, file_digest, load_checkpoint, load_weights, run_fingerprint
 from imgcls.train.fit import FitSettings, RunState, fit
 from imgcls.train.loop import STEP_COLUMNS
+from imgcls.train.recipe import INPUT_KEYS, ModelRecipe, require_agreement
 from imgcls.train.setup import select_device
 
 # Per-epoch speed: kept out of the metrics so `dvc metrics diff` never reports a timing as a change.
@@ -38,12 +38,21 @@ def parse_args() -> argparse.Namespace:
     parser = stage_parser(__doc__)
     parser.add_argument("--model", required=True, help="a key of params.yaml's models:")
     parser.add_argument("--processed", type=Path, required=True, help="the split stage's folder (val split, classes)")
-    parser.add_argument("--train-data", type=Path, required=True, help="packed train arrays (the augment stage's output)")
-    parser.add_argument("--out", type=Path, required=True, help="checkpoint folder: best.pt, last.pt")
-    parser.add_argument("--init", type=Path, help="for a finetune: entry, the best.pt of its `from` model, whose weights training starts from")
     parser.add_argument(
-        "--live", type=Path, required=True,
-        help="dvclive folder: metrics.json (best epoch), plots/ (per-epoch curves), params.yaml (the settings used), timings.json, steps.csv",
+        "--train-data", type=Path, required=True, help="packed train arrays (the augment stage's output)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint folder: best.pt, last.pt")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        help="for a finetune: entry, the best.pt of its `from` model, whose weights training starts from",
+    )
+    parser.add_argument(
+        "--live",
+        type=Path,
+        required=True,
+        help="dvclive folder: metrics.json (best epoch), plots/ (per-epoch curves), params.yaml (the settings used), "
+        "timings.json, steps.csv",
     )
     return parser.parse_args()
 
@@ -70,7 +79,9 @@ def main() -> None:
         distributed.stop()
 
 
-def train_model(args: argparse.Namespace, settings: ModelSettings, device: torch.device, process: distributed.Process) -> None:
+def train_model(
+    args: argparse.Namespace, settings: ModelSettings, device: torch.device, process: distributed.Process
+) -> None:
     """Build the model (from --init's weights for a finetune), fit it, and log with dvclive on the writing rank."""
     train = settings.train
     classes = read_classes(args.processed / "classes.json")
@@ -87,7 +98,9 @@ def train_model(args: argparse.Namespace, settings: ModelSettings, device: torch
     model = model.to(device, memory_format=torch.channels_last)
     if "weights_path" in settings.options:
         run_identity["weights"] = file_digest(Path(settings.options["weights_path"]))
-    fingerprint = run_fingerprint(run_identity, train_split.images, train_split.labels, val_split.images, val_split.labels)
+    fingerprint = run_fingerprint(
+        run_identity, train_split.images, train_split.labels, val_split.images, val_split.labels
+    )
     recipe = ModelRecipe(settings, tuple(classes), preprocessing, fingerprint)
 
     def wrap(module: torch.nn.Module) -> torch.nn.Module:
@@ -100,8 +113,16 @@ def train_model(args: argparse.Namespace, settings: ModelSettings, device: torch
         if live is not None:
             live.log_params(settings.effective())
         run = FitSettings(
-            train, len(classes), args.out, fingerprint, device, settings.unfreeze_at_epoch, recipe.to_plain(),
-            shard=(process.rank, process.world), wrap=wrap, on_epoch=functools.partial(log_epoch, live),
+            train,
+            len(classes),
+            args.out,
+            fingerprint,
+            device,
+            settings.unfreeze_at_epoch,
+            recipe.to_plain(),
+            shard=(process.rank, process.world),
+            wrap=wrap,
+            on_epoch=functools.partial(log_epoch, live),
             log=print if process.is_writer else lambda message: None,
         )
         state = fit(model, to_device(train_split, device), to_device(val_split, device), run)
@@ -138,7 +159,9 @@ def start_from(model: torch.nn.Module, init: Path, expected: ModelRecipe) -> Non
     """Load a finetune's starting weights: trained on other classes or inputs, they would be silently mislabelled."""
     state = load_checkpoint(init)
     require_agreement(expected, init, ModelRecipe.from_plain(state.get("recipe"), init), INPUT_KEYS)
-    load_weights(model, init, state["model"], f"{expected.settings.name} ({expected.settings.arch} with its finetune: settings)")
+    load_weights(
+        model, init, state["model"], f"{expected.settings.name} ({expected.settings.arch} with its finetune: settings)"
+    )
 
 
 if __name__ == "__main__":

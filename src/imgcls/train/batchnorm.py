@@ -23,7 +23,8 @@ def recalibrate_batchnorm(model: nn.Module, data: DeviceSplit, train: TrainParam
     A model without BatchNorm is left untouched, and so are the BatchNorm layers of a frozen part.
     """
     layers = [
-        m for m in model.modules()
+        m
+        for m in model.modules()
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and not frozen_batchnorm(m)
     ]
     if not layers:
@@ -63,4 +64,3 @@ def recalibrate_batchnorm(model: nn.Module, data: DeviceSplit, train: TrainParam
         var = (counts * (variances + (means - mean) ** 2)).sum(0) / total
         layer.running_mean.copy_(mean)
         layer.running_var.copy_(var * total / (total - 1))  # unbiased, as BatchNorm keeps it
-

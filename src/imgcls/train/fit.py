@@ -104,7 +104,9 @@ def _finished(state: RunState, train: TrainParams) -> bool:
     return state.epoch >= train.epochs or (train.patience is not None and state.bad_epochs >= train.patience)
 
 
-def _resume(path: Path, best_path: Path, fingerprint: str, train: TrainParams, log: Callable[[str], None]) -> dict[str, Any] | None:
+def _resume(
+    path: Path, best_path: Path, fingerprint: str, train: TrainParams, log: Callable[[str], None]
+) -> dict[str, Any] | None:
     """The state of an unfinished run of this very fingerprint, or None to train from scratch.
 
     A finished run is never resumed: DVC only reruns a stage whose last run finished when
@@ -188,7 +190,9 @@ def _model_epochs(model: nn.Module, train_data: DeviceSplit, val_data: DeviceSpl
     ) -> tuple[EpochRecord, EpochRecord]:
         generator = epoch_generator(train.seed, epoch)
         desc = f"epoch {epoch}/{train.epochs}"
-        fit_stats = train_one_epoch(trained, train_data, optimizer, criterion, train, generator, device, run.shard, desc, on_step)
+        fit_stats = train_one_epoch(
+            trained, train_data, optimizer, criterion, train, generator, device, run.shard, desc, on_step
+        )
         # On the unwrapped model, so each DDP rank recomputes the same statistics from the whole split.
         recalibrate_batchnorm(model, train_data, train, device)
         return fit_stats, evaluate(model, val_data, criterion, train, device)
@@ -202,7 +206,9 @@ def _probe_epochs(
     """An epoch of a linear probe: steps of the head on features cached here, once, then the val scores."""
     train, device = run.train, run.device
     started = time.perf_counter()
-    train_features, val_features = (cache_features(model, head, split, train, device) for split in (train_data, val_data))
+    train_features, val_features = (
+        cache_features(model, head, split, train, device) for split in (train_data, val_data)
+    )
     run.log(
         f"probe: cached the features of {len(train_data)} train and {len(val_data)} val images "
         f"in {time.perf_counter() - started:.1f} s"
@@ -212,7 +218,9 @@ def _probe_epochs(
         trained: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module, epoch: int, on_step: Callable
     ) -> tuple[EpochRecord, EpochRecord]:
         generator = epoch_generator(train.seed, epoch)
-        fit_stats = train_probe_epoch(trained, train_features, optimizer, criterion, train, generator, device, run.shard, on_step)
+        fit_stats = train_probe_epoch(
+            trained, train_features, optimizer, criterion, train, generator, device, run.shard, on_step
+        )
         return fit_stats, evaluate_probe(head, val_features, criterion, device)
 
     return run_epoch
@@ -242,15 +250,26 @@ def _keep(
     """Track the best epoch by `train.monitor` and write best.pt (when it improved) and last.pt (rank 0 only)."""
     writer, epoch = run.shard[0] == 0, state.epoch
     if monitor_score(state.history[-1], run.train.monitor) > state.best_score:
-        state.best_score, state.best_epoch, state.bad_epochs = monitor_score(state.history[-1], run.train.monitor), epoch, 0
+        state.best_score, state.best_epoch, state.bad_epochs = (
+            monitor_score(state.history[-1], run.train.monitor),
+            epoch,
+            0,
+        )
         if val_stats["predicted_classes"] == 1:
-            run.log(f"warning: epoch {epoch}, the best so far by {run.train.monitor}, predicts the same class for every val image")
+            run.log(
+                f"warning: epoch {epoch}, the best so far by {run.train.monitor}, "
+                "predicts the same class for every val image"
+            )
         if writer:
             save_checkpoint(run.best_path, {"model": model.state_dict(), "epoch": epoch, **run.carried()})
     else:
         state.bad_epochs += 1
     if writer:
-        weights = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+        weights = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+        }
         save_checkpoint(run.last_path, {**weights, **run.carried(), **asdict(state)})
 
 
@@ -275,7 +294,10 @@ def fit(model: nn.Module, train_data: DeviceSplit, val_data: DeviceSplit, run: F
         run_epoch = _probe_epochs(model, head, train_data, val_data, run)
     for epoch in range(state.epoch + 1, train.epochs + 1):
         if _finished(state, train):
-            run.log(f"early stop: {train.monitor} has not improved for {train.patience} epochs (best: epoch {state.best_epoch})")
+            run.log(
+                f"early stop: {train.monitor} has not improved for {train.patience} epochs "
+                f"(best: epoch {state.best_epoch})"
+            )
             break
         if epoch == run.unfreeze_at_epoch:
             trained, optimizer, scheduler = _unfrozen(model, epoch, run)

@@ -84,7 +84,10 @@ def _augmented_batches(
             index = torch.cat(chunk).to(device)
         with _phase("crop/flip gather"):
             draws = [
-                (*crop_flip_draws(size, train.crop_padding, train.hflip, generator), rotation_angles(size, train.rotation_deg, generator))
+                (
+                    *crop_flip_draws(size, train.crop_padding, train.hflip, generator),
+                    rotation_angles(size, train.rotation_deg, generator),
+                )
                 for size in sizes
             ]
             offsets, flips, angles = zip(*draws)
@@ -156,11 +159,20 @@ def optimizer_steps(
             seen += len(labels)
             on_step(loss.detach())
     with _phase("bookkeeping"):
-        correct = (torch.cat(predictions) == torch.cat(targets)).sum() if predictions else torch.zeros((), dtype=torch.long, device=device)
+        correct = (
+            (torch.cat(predictions) == torch.cat(targets)).sum()
+            if predictions
+            else torch.zeros((), dtype=torch.long, device=device)
+        )
         total_loss, correct, counted = sum_across_processes(total_loss, correct, torch.tensor(seen, device=device))
         elapsed = time.perf_counter() - start
         seen = int(counted.item())
-    return {"loss": total_loss.item() / seen, "acc": correct.item() / seen, "images_per_s": seen / elapsed, "seconds": elapsed}
+    return {
+        "loss": total_loss.item() / seen,
+        "acc": correct.item() / seen,
+        "images_per_s": seen / elapsed,
+        "seconds": elapsed,
+    }
 
 
 @torch.no_grad()
@@ -177,7 +189,9 @@ def predict(model: nn.Module, images: torch.Tensor, train: TrainParams, device: 
     return torch.cat(outputs)
 
 
-def evaluate(model: nn.Module, data: DeviceSplit, criterion: nn.Module, train: TrainParams, device: torch.device) -> EpochRecord:
+def evaluate(
+    model: nn.Module, data: DeviceSplit, criterion: nn.Module, train: TrainParams, device: torch.device
+) -> EpochRecord:
     return score(predict(model, data.images, train, device), data.labels, criterion)
 
 
@@ -191,5 +205,3 @@ def score(logits: torch.Tensor, labels: torch.Tensor, criterion: nn.Module) -> E
         "f1_macro": f1_macro(labels.cpu().numpy(), predicted.cpu().numpy(), num_classes),
         "predicted_classes": float(predicted.unique().numel()),
     }
-
-

@@ -25,8 +25,10 @@ class FeatureSplit:
         return self.labels.shape[0]
 
 
-def cache_features(model: nn.Module, head: nn.Module, data: DeviceSplit, train: TrainParams, device: torch.device) -> FeatureSplit:
-    """What `head` receives from the rest of `model` for each image of `data`, in order, computed as `predict` runs the model."""
+def cache_features(
+    model: nn.Module, head: nn.Module, data: DeviceSplit, train: TrainParams, device: torch.device
+) -> FeatureSplit:
+    """What `head` receives from the rest of `model` for each image of `data`, in order, as `predict` runs the model."""
     captured: list[torch.Tensor] = []
     hook = head.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0].float()))
     try:
@@ -73,5 +75,7 @@ def check_probe(train: TrainParams, unfreeze_at_epoch: int | None) -> None:
             "set crop_padding: 0, hflip: false and rotation_deg: 0 for this model (under models.<name> or train)"
         )
     if unfreeze_at_epoch is not None:
-        raise ImgclsError(f"unfreeze_at_epoch {unfreeze_at_epoch}: probe: true keeps the backbone frozen; leave unfreeze_at_epoch empty")
-
+        raise ImgclsError(
+            f"unfreeze_at_epoch {unfreeze_at_epoch}: probe: true keeps the backbone frozen; "
+            "leave unfreeze_at_epoch empty"
+        )

@@ -32,16 +32,22 @@ def make_optimizer(model: nn.Module, train: TrainParams) -> torch.optim.Optimize
     """An optimizer over the parameters that currently train (frozen ones are left out)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if train.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum, nesterov=train.nesterov, weight_decay=train.weight_decay)
+        return torch.optim.SGD(
+            params, lr=train.lr, momentum=train.momentum, nesterov=train.nesterov, weight_decay=train.weight_decay
+        )
     if train.optimizer == "adam":
         return torch.optim.Adam(params, lr=train.lr, betas=train.betas, weight_decay=train.weight_decay)
     return torch.optim.AdamW(params, lr=train.lr, betas=train.betas, weight_decay=train.weight_decay)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, train: TrainParams, completed_epochs: int = 0) -> torch.optim.lr_scheduler.LRScheduler:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, train: TrainParams, completed_epochs: int = 0
+) -> torch.optim.lr_scheduler.LRScheduler:
     """A per-epoch schedule, fast-forwarded past `completed_epochs` when rebuilt mid-run."""
     if train.scheduler == "step":
-        scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.StepLR(optimizer, train.step_size, train.gamma)
+        scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.StepLR(
+            optimizer, train.step_size, train.gamma
+        )
     elif train.scheduler == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train.epochs)
     else:
@@ -64,4 +70,3 @@ def make_criterion(train: TrainParams, labels: torch.Tensor, num_classes: int) -
         values[present] = compute_class_weight("balanced", classes=present, y=y)
         weight = torch.tensor(values, device=labels.device)
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=train.label_smoothing)
-
