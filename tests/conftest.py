@@ -25,7 +25,12 @@ from imgcls.train.recipe import ModelRecipe
 from imgcls.data.packed import PackedSplit, save_split
 
 REPO = Path(__file__).resolve().parents[1]
-COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "data", "tests", "benchmarks", "cache", "tmp", "__pycache__", "*.egg-info")
+_IGNORED_ANYWHERE = shutil.ignore_patterns(".git", ".venv", "tests", "benchmarks", "cache", "tmp", "__pycache__", "*.egg-info")
+
+
+def COPY_IGNORE(folder: str, names: list[str]) -> set[str]:
+    """What a project copy leaves out: the pipeline's data/ is at the top only, src/imgcls/data is code."""
+    return _IGNORED_ANYWHERE(folder, names) | ({"data"} & set(names) if Path(folder) == REPO else set())
 
 
 def coco_dict(images: list[tuple[int, list[tuple[int, int]]]], categories: dict[int, str]) -> dict:
