@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -17,12 +18,12 @@ import yaml
 from filelock import FileLock
 
 from imgcls.atomic import write_json
-from imgcls.train.checkpoint import save_checkpoint
+from imgcls.data.packed import PackedSplit, save_split
+from imgcls.data.preprocessing import Preprocessing
 from imgcls.models import MODEL_NAMES
 from imgcls.params import resolve_model
-from imgcls.data.preprocessing import Preprocessing
+from imgcls.train.checkpoint import save_checkpoint
 from imgcls.train.recipe import ModelRecipe
-from imgcls.data.packed import PackedSplit, save_split
 
 REPO = Path(__file__).resolve().parents[1]
 _IGNORED_ANYWHERE = shutil.ignore_patterns(".git", ".venv", "tests", "benchmarks", "cache", "tmp", "__pycache__", "*.egg-info")
@@ -77,6 +78,12 @@ def tool_env() -> dict[str, str]:
     )
     return env
 
+
+
+def run_stage(stage: str, params: Path, *args: object, timeout: float = 120, **options: Any) -> subprocess.CompletedProcess[str]:
+    """The real `stages/<stage>.py` on `params`, output captured; `options` go to subprocess.run (env defaults to tool_env)."""
+    command = [sys.executable, str(REPO / "stages" / f"{stage}.py"), "--params", str(params), *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **{"env": tool_env(), **options})
 
 class Repo:
     """A temporary copy of this project, driven through the real `git` and `dvc` CLIs."""

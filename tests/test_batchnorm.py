@@ -1,18 +1,16 @@
 """BatchNorm on small data: statistics recomputed on the train split, and a warning when a model predicts one class."""
 
-import subprocess
-import sys
 
 import numpy as np
 import torch
 import yaml
 from torch import nn
 
-from conftest import REPO, processed_folder, save_trained, tool_env
-from imgcls.train.batches import DeviceSplit, normalize
+from conftest import processed_folder, run_stage, save_trained
+from imgcls.data.packed import PackedSplit
 from imgcls.models import build_model
 from imgcls.params import TrainParams
-from imgcls.data.packed import PackedSplit
+from imgcls.train.batches import DeviceSplit, normalize
 from imgcls.train.batchnorm import recalibrate_batchnorm
 from imgcls.train.fit import FitSettings, fit
 
@@ -118,12 +116,10 @@ def test_evaluate_warns_when_every_test_image_gets_one_class(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"train": {"device": "cpu"}, "models": {"net1": {}}}))
     save_trained(tmp_path / "best.pt", model, params, "net1", classes, 16)
-    result = subprocess.run(
-        [sys.executable, str(REPO / "stages/evaluate.py"), "--params", str(params), "--model", "net1", "--processed", str(processed),
-         "--checkpoint", str(tmp_path / "best.pt"), "--metrics", str(tmp_path / "net1.json"), "--details", str(tmp_path / "details.json"),
-         "--predictions", str(tmp_path / "net1.csv"),
-         "--figures", str(tmp_path / "figures")],
-        capture_output=True, text=True, env=tool_env(), timeout=300,
+    result = run_stage(
+        "evaluate", params, "--model", "net1", "--processed", processed, "--checkpoint", tmp_path / "best.pt",
+        "--metrics", tmp_path / "net1.json", "--details", tmp_path / "details.json", "--predictions", tmp_path / "net1.csv",
+        "--figures", tmp_path / "figures", timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "warning: evaluate@net1: every test image was predicted as 'dog'" in result.stderr

@@ -1,7 +1,5 @@
 """Linear probe (`probe: true`): the head trained alone on a frozen backbone's L2-normalised features, computed once."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -10,13 +8,13 @@ import torchvision
 import yaml
 from torch import nn
 
-from conftest import REPO, Killed, die_after_first_epoch, processed_folder, tool_env
-from imgcls.train.checkpoint import load_checkpoint
-from imgcls.train.batches import DeviceSplit, normalize
+from conftest import Killed, die_after_first_epoch, processed_folder, run_stage
+from imgcls.data.packed import PackedSplit
 from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES, build_model, probe_head
 from imgcls.params import TrainParams, resolve_model
-from imgcls.data.packed import PackedSplit
+from imgcls.train.batches import DeviceSplit, normalize
+from imgcls.train.checkpoint import load_checkpoint
 from imgcls.train.fit import FitSettings, fit
 from imgcls.train.loop import predict
 from imgcls.train.probe import cache_features
@@ -138,10 +136,9 @@ def test_the_train_stage_probes_local_imagenet_weights_on_two_processes_as_on_on
     train = {"epochs": 3, "batch_size": 16, "lr": 0.01, "device": "cpu", "nproc": 2}
     params.write_text(yaml.safe_dump({"train": train, "models": {"resnet18_probe": entry}}))
     out = tmp_path / "run"
-    result = subprocess.run(
-        [sys.executable, str(REPO / "stages/train.py"), "--params", str(params), "--model", "resnet18_probe", "--processed", str(processed),
-         "--train-data", str(processed / "train"), "--out", str(out / "models"), "--live", str(out / "live")],
-        capture_output=True, text=True, env=tool_env(), timeout=300,
+    result = run_stage(
+        "train", params, "--model", "resnet18_probe", "--processed", processed, "--train-data", processed / "train",
+        "--out", out / "models", "--live", out / "live", timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("probe: cached the features of 48 train and 21 val images") == 1, "only rank 0 logs"

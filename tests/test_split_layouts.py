@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -11,11 +10,11 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, tool_env
+from conftest import run_stage
+from imgcls.data.packed import load_split
+from imgcls.data.preprocessing import Preprocessing
 from imgcls.errors import ImgclsError
 from imgcls.params import parse_section
-from imgcls.data.preprocessing import Preprocessing
-from imgcls.data.packed import load_split
 
 CLASSES = ["ants", "bees"]
 
@@ -64,11 +63,7 @@ def normalized_folder(root: Path, per_class: int) -> Path:
 def run_split(root: Path, split: dict) -> subprocess.CompletedProcess[str]:
     params = {"extract": {"annotations": "a.json", "images": "images", "categories": CLASSES}, "split": split}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    return subprocess.run(
-        [sys.executable, str(REPO / "stages/split.py"), "--params", str(root / "params.yaml"),
-         "--normalized", str(normalized_folder(root / "normalized", 15)), "--out", str(root / "processed")],
-        capture_output=True, text=True, env=tool_env(), timeout=120,
-    )
+    return run_stage("split", root / "params.yaml", "--normalized", normalized_folder(root / "normalized", 15), "--out", root / "processed")
 
 
 @pytest.mark.parametrize("split", [{"fractions": [0.8, 0.2, 0.0]}, {"per_class": [12, 3, 0]}])
