@@ -83,7 +83,7 @@ def tool_env() -> dict[str, str]:
 def run_stage(
     stage: str, params: Path, *args: object, timeout: float = 120, **options: Any
 ) -> subprocess.CompletedProcess[str]:
-    """The real `stages/<stage>.py` on `params`, output captured; `options` (cwd, env: tool_env's) go to subprocess.run."""
+    """The real `stages/<stage>.py` on `params`, output captured; `options` (cwd, env) go to subprocess.run."""
     command = [sys.executable, str(REPO / "stages" / f"{stage}.py"), "--params", str(params), *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **{"env": tool_env(), **options})
 
