@@ -249,12 +249,9 @@ def _keep(
 ) -> None:
     """Track the best epoch by `train.monitor` and write best.pt (when it improved) and last.pt (rank 0 only)."""
     writer, epoch = run.shard[0] == 0, state.epoch
-    if monitor_score(state.history[-1], run.train.monitor) > state.best_score:
-        state.best_score, state.best_epoch, state.bad_epochs = (
-            monitor_score(state.history[-1], run.train.monitor),
-            epoch,
-            0,
-        )
+    score = monitor_score(state.history[-1], run.train.monitor)
+    if score > state.best_score:
+        state.best_score, state.best_epoch, state.bad_epochs = score, epoch, 0
         if val_stats["predicted_classes"] == 1:
             run.log(
                 f"warning: epoch {epoch}, the best so far by {run.train.monitor}, "
