@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 UV_DIR := $(VENV)/uv-tool
 UV := $(UV_DIR)/bin/uv
 
-.PHONY: run test test-fast install lock clean plots
+.PHONY: run test test-fast lint install lock clean plots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,14 @@ install: $(STAMP)
 run: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
-test: $(STAMP)
+# The code CI checks: lint first, so a style error fails fast, before the slow tests.
+LINTED := src stages tests benchmarks
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+
+test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 # The edit loop: the unit tests, without the end-to-end runs of dvc, git and the stages, nor the slow ones.
@@ -58,7 +65,7 @@ lock:
 PLOTS_TEMPLATE := data/plots_page.html
 
 plots: $(STAMP)
-	$(BIN)/python -m imgcls.plots_page $(PLOTS_TEMPLATE)
+	$(BIN)/python -m imgcls.evaluate.plots_page $(PLOTS_TEMPLATE)
 	$(BIN)/dvc plots show --html-template $(PLOTS_TEMPLATE) -o dvc_plots
 
 clean:

@@ -21,7 +21,7 @@ from pathlib import Path
 MEASURE = """
 import resource, sys, time
 from pathlib import Path
-from imgcls.coco import load_coco, select
+from imgcls.data.coco import load_coco, select
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 coco = load_coco(Path(sys.argv[1]))

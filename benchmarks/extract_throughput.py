@@ -3,7 +3,7 @@
 Both shrink the same photo-like 640x480 JPEGs (quality 90) so the longer side is 64 px
 (64x48) with INTER_AREA and encode PNGs. (a) baseline: one image at a time, each decoded
 at full size with cv2.imread and written to its own file. (b) project:
-`imgcls.extraction.extract_images` on the records `imgcls.coco.select` picks from a COCO
+`imgcls.data.extraction.extract_images` on the records `imgcls.data.coco.select` picks from a COCO
 annotation dict; it checks each header, decodes JPEGs at reduced DCT scale, runs on all
 cores with threads and appends the same PNG bytes to one archive, as the extract stage does.
 
@@ -29,12 +29,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-
-from imgcls.archive import ARCHIVE
-from imgcls.coco import Selected, coco_from_dict, select
-from imgcls.extraction import extract_images
-
 from scratch import file_creation_ms, scratch_dir  # benchmarks/ is on sys.path when a script there runs
+
+from imgcls.data.archive import ARCHIVE
+from imgcls.data.coco import Selected, coco_from_dict, select
+from imgcls.data.extraction import extract_images
 
 WIDTH, HEIGHT = 640, 480
 SIZE = 64

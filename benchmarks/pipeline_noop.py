@@ -30,13 +30,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import yaml
+from scratch import scratch_dir  # benchmarks/ is on sys.path when a script there runs
 
 from imgcls.atomic import write_json
 
-from scratch import scratch_dir  # benchmarks/ is on sys.path when a script there runs
-
 REPO = Path(__file__).resolve().parents[1]
-IGNORE = shutil.ignore_patterns(".git", ".venv", "data", "cache", "tmp", "__pycache__", "*.egg-info", "metrics")
+_IGNORED_ANYWHERE = shutil.ignore_patterns(".git", ".venv", "cache", "tmp", "__pycache__", "*.egg-info", "metrics")
+
+
+def IGNORE(folder: str, names: list[str]) -> set[str]:
+    """What the copy leaves out: the pipeline's data/ is at the top only, src/imgcls/data is code."""
+    return _IGNORED_ANYWHERE(folder, names) | ({"data"} & set(names) if Path(folder) == REPO else set())
+
+
 TARGET_SECONDS = 2.0
 
 

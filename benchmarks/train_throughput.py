@@ -1,8 +1,8 @@
 """Training images/s: the project's in-memory data path against the model step alone, and against the course notebook.
 
-project: `imgcls.training.train_one_epoch`, the train stage's loop, on the images held as one
+project: `imgcls.train.loop.train_one_epoch`, the train stage's loop, on the images held as one
 uint8 tensor in channels_last memory: a chunk of batches (about 2**19 pixels) gathered, cropped
-and flipped by one index_select, then normalised (`imgcls.data`); the model channels_last, Adam
+and flipped by one index_select, then normalised (`imgcls.train.batches`); the model channels_last, Adam
 (lr 1e-3), batch 64, crop padding 2, flips on.
 ceiling: the same model, batch size, memory format, optimizer and initial weights taking
 forward, backward and Adam steps alone on the very batches the project's epoch trains on,
@@ -52,19 +52,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from scratch import scratch_dir  # benchmarks/ is on sys.path when a script there runs
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 
 from imgcls import CPU_KERNELS
-from imgcls.data import DeviceSplit, normalize, random_crop_flip, to_device, training_batches
+from imgcls.data.packed import PackedSplit
 from imgcls.models import MODEL_NAMES, build_model
 from imgcls.params import TrainParams
 from imgcls.reproducible import use_cpu_kernels
-from imgcls.splits import PackedSplit
-from imgcls.training import epoch_generator, train_one_epoch
-
-from scratch import scratch_dir  # benchmarks/ is on sys.path when a script there runs
+from imgcls.train.batches import DeviceSplit, normalize, random_crop_flip, to_device, training_batches
+from imgcls.train.loop import epoch_generator, train_one_epoch
 
 CLASSES = 10
 BATCH = 64

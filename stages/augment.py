@@ -7,11 +7,18 @@ from pathlib import Path
 import numpy as np
 
 from imgcls.atomic import atomic_dir
-from imgcls.augment import check_fits_in_memory, class_samples_grid, heavy_oversampling, oversample, preview_grid, sizes_after_oversampling
 from imgcls.cli import stage_main, stage_parser
+from imgcls.data.augment import (
+    check_fits_in_memory,
+    class_samples_grid,
+    heavy_oversampling,
+    oversample,
+    preview_grid,
+    sizes_after_oversampling,
+)
+from imgcls.data.packed import load_split, read_classes, save_split
 from imgcls.manifest import read_csv, write_csv
 from imgcls.params import AugmentParams, load_params
-from imgcls.splits import load_split, read_classes, save_split
 
 
 def main() -> None:

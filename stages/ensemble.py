@@ -11,13 +11,13 @@ import numpy as np
 
 from imgcls.atomic import write_json
 from imgcls.cli import stage_main, stage_parser
-from imgcls.ensemble import NO_ENSEMBLE, check_aligned, check_members, majority_vote
-from imgcls.evaluation import confusion_figure, read_predictions, write_predictions
+from imgcls.data.packed import read_classes
+from imgcls.evaluate.ensemble import NO_ENSEMBLE, check_aligned, check_members, majority_vote
+from imgcls.evaluate.predictions import confusion_figure, read_predictions, write_predictions
+from imgcls.evaluate.scores import classification_scores, headline
+from imgcls.evaluate.significance import bootstrap_ci95
 from imgcls.figures import image_grid
-from imgcls.metrics import classification_scores, headline
 from imgcls.params import EnsembleParams, EvaluateParams, builds_ensemble, load_params, model_names, read_params_file
-from imgcls.significance import bootstrap_ci95
-from imgcls.splits import read_classes
 
 
 def main() -> None:

@@ -3,11 +3,16 @@
 from pathlib import Path
 
 from imgcls.cli import stage_main, stage_parser
-from imgcls.coco import load_coco, select
-from imgcls.extraction import (
-    BAD_IMAGES_FILE, DUPLICATES_FILE, SELECTION_FILE, extract_images, fetch_missing, selection_summary,
+from imgcls.data.coco import load_coco, select
+from imgcls.data.extraction import (
+    BAD_IMAGES_FILE,
+    DUPLICATES_FILE,
+    SELECTION_FILE,
+    extract_images,
+    fetch_missing,
+    selection_summary,
 )
-from imgcls.folder import SPLIT_FOLDERS, select_from_folder
+from imgcls.data.folder import SPLIT_FOLDERS, select_from_folder
 from imgcls.params import ExtractParams, load_params
 
 

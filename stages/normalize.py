@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from imgcls.cli import stage_main, stage_parser
-from imgcls.normalization import normalize_images
+from imgcls.data.square import normalize_images
 from imgcls.params import ExtractParams, NormalizeParams, load_params
 
 

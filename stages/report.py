@@ -10,23 +10,36 @@ import numpy as np
 
 from imgcls.atomic import atomic_dir, read_json, write_text
 from imgcls.cli import stage_main, stage_parser
-from imgcls.curves import overlay_figure, read_curve, train_val_figure, write_curves, write_steps
+from imgcls.data.near_duplicates import twin_flag
+from imgcls.data.packed import load_split, read_classes
+from imgcls.data.preprocessing import Preprocessing
 from imgcls.errors import ImgclsError
-from imgcls.evaluation import read_predictions
+from imgcls.evaluate.curves import overlay_figure, read_curve, train_val_figure, write_curves, write_steps
+from imgcls.evaluate.predictions import read_predictions
+from imgcls.evaluate.report import check_feature_layers, comparison_table, conv_shapes, feature_maps, filter_grid
+from imgcls.evaluate.review import (
+    bar_figure,
+    ensemble_versus_best,
+    error_overlap,
+    errors_per_class,
+    flags,
+    interval_columns,
+    interval_note,
+    pick_winner,
+    resolution,
+)
 from imgcls.models import MODEL_NAMES, conv_layers
-from imgcls.near_duplicates import twin_flag
 from imgcls.params import (
-    EnsembleParams, ReportParams, TrainParams, builds_ensemble, load_params, model_names, read_params_file,
+    EnsembleParams,
+    ReportParams,
+    TrainParams,
+    builds_ensemble,
+    load_params,
+    model_names,
+    read_params_file,
     resolve_model,
 )
-from imgcls.preprocessing import Preprocessing
-from imgcls.rebuild import rebuild_current
-from imgcls.report import check_feature_layers, comparison_table, conv_shapes, feature_maps, filter_grid
-from imgcls.review import (
-    bar_figure, ensemble_versus_best, error_overlap, errors_per_class, flags, interval_columns, interval_note,
-    pick_winner, resolution,
-)
-from imgcls.splits import load_split, read_classes
+from imgcls.train.rebuild import rebuild_current
 
 SCORE_COLUMNS = ("accuracy [95% interval]", "precision_macro", "recall_macro", "f1_macro [95% interval]", "f1_weighted")
 OVERLAP_COLUMNS = ("model A", "model B", "both wrong", "only A wrong", "only B wrong", "exact McNemar")

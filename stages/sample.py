@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from imgcls.cli import stage_main, stage_parser
+from imgcls.data.sample import build_sample, write_sample
 from imgcls.params import SampleParams, load_params
-from imgcls.sample import build_sample, write_sample
 
 
 def main() -> None:

@@ -3,11 +3,18 @@
 from pathlib import Path
 
 from imgcls.cli import stage_main, stage_parser
-from imgcls.near_duplicates import cross_split_pairs, phash, write_near_duplicates
+from imgcls.data.near_duplicates import cross_split_pairs, phash, write_near_duplicates
+from imgcls.data.packed import SPLITS
+from imgcls.data.preprocessing import Preprocessing
+from imgcls.data.splitting import (
+    assign_by_counts,
+    assign_by_fractions,
+    assign_given,
+    load_normalized,
+    no_test_split,
+    write_splits,
+)
 from imgcls.params import ExtractParams, SplitParams, load_params
-from imgcls.preprocessing import Preprocessing
-from imgcls.splits import SPLITS
-from imgcls.splitting import assign_by_counts, assign_by_fractions, assign_given, load_normalized, no_test_split, write_splits
 
 
 def main() -> None:

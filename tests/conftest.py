@@ -9,6 +9,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -18,15 +19,20 @@ import yaml
 from filelock import FileLock
 
 from imgcls.atomic import write_json
-from imgcls.checkpoint import save_checkpoint
+from imgcls.data.packed import PackedSplit, save_split
+from imgcls.data.preprocessing import Preprocessing
 from imgcls.models import MODEL_NAMES
 from imgcls.params import resolve_model
-from imgcls.preprocessing import Preprocessing
-from imgcls.recipe import ModelRecipe
-from imgcls.splits import PackedSplit, save_split
+from imgcls.train.checkpoint import save_checkpoint
+from imgcls.train.recipe import ModelRecipe
 
 REPO = Path(__file__).resolve().parents[1]
-COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "data", "tests", "benchmarks", "cache", "tmp", "__pycache__", "*.egg-info")
+_IGNORED_ANYWHERE = shutil.ignore_patterns(".git", ".venv", "tests", "benchmarks", "cache", "tmp", "__pycache__", "*.egg-info")
+
+
+def COPY_IGNORE(folder: str, names: list[str]) -> set[str]:
+    """What a project copy leaves out: the pipeline's data/ is at the top only, src/imgcls/data is code."""
+    return _IGNORED_ANYWHERE(folder, names) | ({"data"} & set(names) if Path(folder) == REPO else set())
 
 
 def coco_dict(images: list[tuple[int, list[tuple[int, int]]]], categories: dict[int, str]) -> dict:
@@ -79,6 +85,14 @@ def tool_env() -> dict[str, str]:
     )
     return env
 
+
+
+def run_stage(
+    stage: str, params: Path, *args: object, timeout: float = 120, **options: Any
+) -> subprocess.CompletedProcess[str]:
+    """The real `stages/<stage>.py` on `params`, output captured; `options` (cwd, env) go to subprocess.run."""
+    command = [sys.executable, str(REPO / "stages" / f"{stage}.py"), "--params", str(params), *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **{"env": tool_env(), **options})
 
 class Repo:
     """A temporary copy of this project, driven through the real `git` and `dvc` CLIs."""

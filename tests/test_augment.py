@@ -1,7 +1,7 @@
 import numpy as np
 
-from imgcls.augment import oversample, random_affine
-from imgcls.splits import PackedSplit
+from imgcls.data.augment import oversample, random_affine
+from imgcls.data.packed import PackedSplit
 
 
 def train_split(counts):

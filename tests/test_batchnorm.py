@@ -1,7 +1,5 @@
 """BatchNorm on small data: statistics recomputed on the train split, and a warning when a model predicts one class."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -9,12 +7,13 @@ import torch
 import yaml
 from torch import nn
 
-from conftest import REPO, processed_folder, save_trained, tool_env
-from imgcls.data import DeviceSplit, normalize
+from conftest import processed_folder, run_stage, save_trained
+from imgcls.data.packed import PackedSplit
 from imgcls.models import build_model
 from imgcls.params import TrainParams
-from imgcls.splits import PackedSplit
-from imgcls.training import fit, recalibrate_batchnorm
+from imgcls.train.batches import DeviceSplit, normalize
+from imgcls.train.batchnorm import recalibrate_batchnorm
+from imgcls.train.fit import FitSettings, fit
 
 CPU = torch.device("cpu")
 BATCHES_OF_16 = TrainParams(batch_size=16)
@@ -35,7 +34,7 @@ def conv_bn_model():
 def test_three_steps_per_epoch_no_longer_collapse_to_one_class(tmp_path):
     train = TrainParams(epochs=2, batch_size=16, lr=1e-2, seed=0, crop_padding=0, scheduler="none", device="cpu")
     torch.manual_seed(0)
-    state = fit(conv_bn_model(), train, None, brightness_split(48, 0), brightness_split(40, 1), 2, tmp_path, "x", CPU, log=lambda m: None)
+    state = fit(conv_bn_model(), brightness_split(48, 0), brightness_split(40, 1), FitSettings(train, 2, tmp_path, "x", CPU, log=lambda m: None))
     assert state.history[-1]["train/acc"] == 1.0
     assert [r["val/acc"] for r in state.history] == [1.0, 1.0], "with 3 batches an epoch, momentum-averaged statistics predicted one class"
 
@@ -79,7 +78,7 @@ def test_a_frozen_backbone_keeps_its_batchnorm_statistics_until_it_is_unfrozen(t
         after_epoch[epoch] = batchnorm_statistics(model)
 
     train = TrainParams(epochs=2, batch_size=16, lr=1e-3, seed=0, scheduler="none", device="cpu")
-    fit(model, train, 2, brightness_split(32, 0, side=32), brightness_split(20, 1, side=32), 2, tmp_path, "x", CPU, on_epoch=snapshot, log=lambda m: None)
+    fit(model, brightness_split(32, 0, side=32), brightness_split(20, 1, side=32), FitSettings(train, 2, tmp_path, "x", CPU, unfreeze_at_epoch=2, on_epoch=snapshot, log=lambda m: None))
     assert before.keys() == after_epoch[1].keys() and len(before) == 20 * 3
     assert all(torch.equal(before[k], after_epoch[1][k]) for k in before), "frozen: train-mode passes and recalibration leave them as loaded"
     assert all(not torch.equal(after_epoch[1][k], after_epoch[2][k]) for k in before), "unfrozen in epoch 2: they train and are recalibrated"
@@ -120,12 +119,10 @@ def test_evaluate_warns_when_every_test_image_gets_one_class(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"train": {"device": "cpu"}, "models": {"net1": {}}}))
     save_trained(tmp_path / "best.pt", model, params, "net1", classes, 16)
-    result = subprocess.run(
-        [sys.executable, str(REPO / "stages/evaluate.py"), "--params", str(params), "--model", "net1", "--processed", str(processed),
-         "--checkpoint", str(tmp_path / "best.pt"), "--metrics", str(tmp_path / "net1.json"), "--details", str(tmp_path / "details.json"),
-         "--predictions", str(tmp_path / "net1.csv"),
-         "--figures", str(tmp_path / "figures")],
-        capture_output=True, text=True, env=tool_env(), timeout=300,
+    result = run_stage(
+        "evaluate", params, "--model", "net1", "--processed", processed, "--checkpoint", tmp_path / "best.pt",
+        "--metrics", tmp_path / "net1.json", "--details", tmp_path / "details.json", "--predictions", tmp_path / "net1.csv",
+        "--figures", tmp_path / "figures", timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "warning: evaluate@net1: every test image was predicted as 'dog'" in result.stderr
@@ -138,5 +135,5 @@ def test_fit_warns_when_the_best_epoch_predicts_one_class(tmp_path):
         model[1].bias.copy_(torch.tensor([0.0, 5.0]))
     train = TrainParams(epochs=1, batch_size=16, lr=1e-9, seed=0, crop_padding=0, scheduler="none", device="cpu")
     logged = []
-    fit(model, train, None, brightness_split(32, 0), brightness_split(20, 1), 2, tmp_path, "x", CPU, log=logged.append)
+    fit(model, brightness_split(32, 0), brightness_split(20, 1), FitSettings(train, 2, tmp_path, "x", CPU, log=logged.append))
     assert any(m.startswith("warning: epoch 1, the best so far by val/f1_macro, predicts the same class") for m in logged), logged

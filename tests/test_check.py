@@ -13,7 +13,7 @@ from conftest import REPO, tool_env
 
 def check(params: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "imgcls.predict", "check", "--params", str(params)], capture_output=True, text=True, env=tool_env(),
+        [sys.executable, "-m", "imgcls.commands.predict", "check", "--params", str(params)], capture_output=True, text=True, env=tool_env(),
         timeout=120,
     )
 

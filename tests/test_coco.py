@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from imgcls.coco import classify_images, coco_from_dict, select
-from imgcls.errors import ImgclsError
 from conftest import coco_dict
+from imgcls.data.coco import classify_images, coco_from_dict, select
+from imgcls.errors import ImgclsError
 
 CATS = {1: "cat", 3: "dog", 7: "bird"}
 IMAGES = Path("images")

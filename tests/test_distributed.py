@@ -6,16 +6,14 @@ mean; the only difference left is floating-point summation order in the all-redu
 moves the validation loss by ~1e-7, so we allow 1e-4, and validation accuracy by at most one image.
 """
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, processed_folder, tool_env
-from imgcls.splits import PackedSplit
+from conftest import processed_folder, run_stage
+from imgcls.data.packed import PackedSplit
 
 pytestmark = pytest.mark.e2e
 
@@ -41,10 +39,9 @@ def train(tmp_path, nproc):
         "models": {"net1": {}},
     }))
     out = tmp_path / f"run{nproc}"
-    result = subprocess.run(
-        [sys.executable, str(REPO / "stages/train.py"), "--params", str(params), "--model", "net1", "--processed", str(processed),
-         "--train-data", str(processed / "train"), "--out", str(out / "models"), "--live", str(out / "live")],
-        capture_output=True, text=True, env=tool_env(), timeout=300,
+    result = run_stage(
+        "train", params, "--model", "net1", "--processed", processed, "--train-data", processed / "train",
+        "--out", out / "models", "--live", out / "live", timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return out, result.stdout

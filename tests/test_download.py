@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from imgcls.download import RemoteImage, download_images
+from imgcls.data.download import RemoteImage, download_images
 from imgcls.errors import ImgclsError
 
 TIMEOUT = 0.5

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from importlib import metadata
 
+import tomllib
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name

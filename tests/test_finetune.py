@@ -1,19 +1,17 @@
 """`finetune:` entries: a model that starts from another model's trained best.pt, tracked by DVC."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from conftest import REPO, tool_env
-from imgcls.checkpoint import load_checkpoint
+from conftest import run_stage
 from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES
 from imgcls.params import model_names, read_params_file, resolve_model
+from imgcls.train.checkpoint import load_checkpoint
 
 
 def write_params(tmp_path: Path, params: dict) -> Path:
@@ -93,10 +91,9 @@ def test_a_finetune_named_like_a_model_deletes_nothing_of_that_model(tiny):
 def test_the_train_stage_refuses_init_for_a_model_that_is_not_a_finetune_entry(tmp_path):
     path = write_params(tmp_path, {"train": {}, "models": {"net1": {}}})
     torch.save({}, tmp_path / "w.pt")
-    result = subprocess.run(
-        [sys.executable, str(REPO / "stages/train.py"), "--params", str(path), "--model", "net1", "--init", str(tmp_path / "w.pt"),
-         "--processed", str(tmp_path), "--train-data", str(tmp_path), "--out", str(tmp_path / "m"), "--live", str(tmp_path / "l")],
-        capture_output=True, text=True, env=tool_env(), timeout=120,
+    result = run_stage(
+        "train", path, "--model", "net1", "--init", tmp_path / "w.pt", "--processed", tmp_path, "--train-data", tmp_path,
+        "--out", tmp_path / "m", "--live", tmp_path / "l",
     )
     assert result.returncode != 0 and "--init is for finetune: entries only" in result.stderr
     assert not (tmp_path / "m").exists()

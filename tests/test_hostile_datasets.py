@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import GOOD_PNG, REPO, CocoCase, distinct_png, tool_env
+from conftest import GOOD_PNG, CocoCase, distinct_png, run_stage
 
 GIF = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"
 
@@ -22,10 +21,7 @@ GIF = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"
 def run_extract(root: Path, extract: dict) -> subprocess.CompletedProcess[str]:
     """The real stage script on a params file holding only `extract`."""
     (root / "params.yaml").write_text(yaml.safe_dump({"extract": extract}))
-    return subprocess.run(
-        [sys.executable, str(REPO / "stages/extract.py"), "--params", str(root / "params.yaml"), "--out", str(root / "out")],
-        capture_output=True, text=True, env=tool_env(), timeout=120,
-    )
+    return run_stage("extract", root / "params.yaml", "--out", root / "out")
 
 
 def selection(root: Path) -> dict[str, dict[str, int]]:

@@ -20,16 +20,16 @@ import torch
 
 from conftest import REPO, tool_env
 from imgcls.atomic import atomic_dir, save_npy
-from imgcls.augment import check_fits_in_memory
-from imgcls.checkpoint import load_checkpoint, run_fingerprint
-from imgcls.data import DeviceSplit
+from imgcls.data.augment import check_fits_in_memory
+from imgcls.data.preprocessing import Preprocessing
 from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES, build_model
 from imgcls.params import ModelSettings, TrainParams, load_params, resolve_model
-from imgcls.preprocessing import Preprocessing
-from imgcls.rebuild import rebuild_trained
-from imgcls.recipe import ModelRecipe
-from imgcls.training import fit
+from imgcls.train.batches import DeviceSplit
+from imgcls.train.checkpoint import load_checkpoint, run_fingerprint
+from imgcls.train.fit import FitSettings, fit
+from imgcls.train.rebuild import rebuild_trained
+from imgcls.train.recipe import ModelRecipe
 
 CLASSES = ["a", "b", "c"]
 SIDE = 16
@@ -379,7 +379,7 @@ def test_a_corrupt_last_pt_is_set_aside_and_training_starts_afresh(tmp_path, cas
     logged: list[str] = []
     torch.manual_seed(0)
     train = TrainParams(epochs=1, batch_size=16)
-    fit(build_model("net1", 3, SIDE), train, None, tiny_data(32, 0), tiny_data(12, 1), 3, tmp_path, "x", torch.device("cpu"), log=logged.append)
+    fit(build_model("net1", 3, SIDE), tiny_data(32, 0), tiny_data(12, 1), FitSettings(train, 3, tmp_path, "x", torch.device("cpu"), log=logged.append))
     assert f"moved it to {tmp_path / 'last.pt.corrupt'} and starting afresh" in logged[0] and logged[0].startswith(f"{tmp_path / 'last.pt'}: ")
     assert (tmp_path / "last.pt.corrupt").read_bytes() == corrupt, "kept for a look"
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1, "a fresh run wrote its own"
@@ -426,7 +426,7 @@ def test_an_unreadable_best_pt_beside_a_resumable_last_pt_starts_afresh(tmp_path
     def run(on_epoch: Callable[[int, dict], None], log: Callable[[str], None] = lambda m: None):
         torch.manual_seed(train.seed)
         model = build_model("net1", 3, SIDE)
-        return fit(model, train, None, data, val, 3, tmp_path, run_fingerprint({"t": 1}), torch.device("cpu"), on_epoch=on_epoch, log=log)
+        return fit(model, data, val, FitSettings(train, 3, tmp_path, run_fingerprint({"t": 1}), torch.device("cpu"), on_epoch=on_epoch, log=log))
 
     with pytest.raises(Killed):
         run(die_after_first)

@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 
 from conftest import archived_image
-from imgcls.coco import Selected
-from imgcls.extraction import extract_images
-from imgcls.images import BadImageError, decode, fit_within, header_info, read_image, to_rgb8, to_square
-from imgcls.normalization import normalize_images
+from imgcls.data.coco import Selected
+from imgcls.data.extraction import extract_images
+from imgcls.data.images import BadImageError, decode, fit_within, header_info, read_image, to_rgb8, to_square
+from imgcls.data.square import normalize_images
 
 
 def test_grayscale_becomes_three_equal_channels():

@@ -1,7 +1,5 @@
 """Linear probe (`probe: true`): the head trained alone on a frozen backbone's L2-normalised features, computed once."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -10,14 +8,16 @@ import torchvision
 import yaml
 from torch import nn
 
-from conftest import REPO, Killed, die_after_first_epoch, processed_folder, tool_env
-from imgcls.checkpoint import load_checkpoint
-from imgcls.data import DeviceSplit, normalize
+from conftest import Killed, die_after_first_epoch, processed_folder, run_stage
+from imgcls.data.packed import PackedSplit
 from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES, build_model, probe_head
 from imgcls.params import TrainParams, resolve_model
-from imgcls.splits import PackedSplit
-from imgcls.training import cache_features, fit, predict
+from imgcls.train.batches import DeviceSplit, normalize
+from imgcls.train.checkpoint import load_checkpoint
+from imgcls.train.fit import FitSettings, fit
+from imgcls.train.loop import predict
+from imgcls.train.probe import cache_features
 
 CPU = torch.device("cpu")
 PROBE = TrainParams(epochs=3, batch_size=16, lr=1e-2, seed=0, crop_padding=0, scheduler="step", step_size=1, gamma=0.5, device="cpu")
@@ -43,7 +43,7 @@ def probe_model(**options):
 
 def run_probe(tmp_path, train=PROBE, unfreeze_at_epoch=None, on_epoch=lambda e, r: None, **options):
     model = probe_model(**options)
-    state = fit(model, train, unfreeze_at_epoch, TRAIN, VAL, 3, tmp_path, "probe", CPU, on_epoch=on_epoch, log=lambda m: None)
+    state = fit(model, TRAIN, VAL, FitSettings(train, 3, tmp_path, "probe", CPU, unfreeze_at_epoch=unfreeze_at_epoch, on_epoch=on_epoch, log=lambda m: None))
     return state, model
 
 
@@ -139,10 +139,9 @@ def test_the_train_stage_probes_local_imagenet_weights_on_two_processes_as_on_on
     train = {"epochs": 3, "batch_size": 16, "lr": 0.01, "device": "cpu", "nproc": 2}
     params.write_text(yaml.safe_dump({"train": train, "models": {"resnet18_probe": entry}}))
     out = tmp_path / "run"
-    result = subprocess.run(
-        [sys.executable, str(REPO / "stages/train.py"), "--params", str(params), "--model", "resnet18_probe", "--processed", str(processed),
-         "--train-data", str(processed / "train"), "--out", str(out / "models"), "--live", str(out / "live")],
-        capture_output=True, text=True, env=tool_env(), timeout=300,
+    result = run_stage(
+        "train", params, "--model", "resnet18_probe", "--processed", processed, "--train-data", processed / "train",
+        "--out", out / "models", "--live", out / "live", timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("probe: cached the features of 48 train and 21 val images") == 1, "only rank 0 logs"
@@ -151,6 +150,6 @@ def test_the_train_stage_probes_local_imagenet_weights_on_two_processes_as_on_on
     settings = resolve_model(params, "resnet18_probe", MODEL_NAMES)
     torch.manual_seed(settings.train.seed)
     model = build_model(settings.arch, 3, 32, **settings.options)
-    single = fit(model, settings.train, None, TRAIN, VAL, 3, tmp_path / "single", "x", CPU, log=lambda m: None)
+    single = fit(model, TRAIN, VAL, FitSettings(settings.train, 3, tmp_path / "single", "x", CPU, log=lambda m: None))
     curve = [float(line.split("\t")[1]) for line in (out / "live/plots/metrics/val/loss.tsv").read_text().splitlines()[1:]]
     assert curve == pytest.approx([r["val/loss"] for r in single.history], abs=1e-4)

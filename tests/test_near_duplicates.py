@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from imgcls.near_duplicates import cross_split_pairs, phash, twin_flag, write_near_duplicates
+from imgcls.data.near_duplicates import cross_split_pairs, phash, twin_flag, write_near_duplicates
 
 
 def digits(count: int, seed: int = 0) -> np.ndarray:

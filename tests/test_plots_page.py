@@ -11,7 +11,7 @@ import pytest
 import vl_convert
 
 from conftest import tool_env
-from imgcls.plots_page import main, page_template
+from imgcls.evaluate.plots_page import main, page_template
 
 EXTERNAL_SCRIPT = re.compile(r"<script\b[^>]*\bsrc\s*=", re.IGNORECASE)
 
@@ -46,7 +46,7 @@ def plots_repo(tmp_path: Path) -> Path:
     for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "plots"]):
         subprocess.run(command, cwd=root, env=tool_env(), check=True, capture_output=True, timeout=120)
     (root / "acc.csv").write_text("step,acc\n0,0.333\n1,0.444\n")
-    subprocess.run([sys.executable, "-m", "imgcls.plots_page", "page.html"], cwd=root, env=tool_env(), check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "imgcls.evaluate.plots_page", "page.html"], cwd=root, env=tool_env(), check=True, timeout=120)
     return root
 
 

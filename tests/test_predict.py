@@ -15,18 +15,18 @@ import pytest
 import torch
 import yaml
 
-from imgcls.checkpoint import save_checkpoint
-from imgcls.coco import Selected
+from imgcls.commands.predict import image_files, predict_files, preprocess
+from imgcls.data.coco import Selected
+from imgcls.data.extraction import extract_images
+from imgcls.data.preprocessing import Preprocessing
+from imgcls.data.splitting import load_normalized
+from imgcls.data.square import normalize_images
 from imgcls.errors import ImgclsError
-from imgcls.extraction import extract_images
 from imgcls.models import MODEL_NAMES, build_model
-from imgcls.normalization import normalize_images
 from imgcls.params import resolve_model
-from imgcls.predict import image_files, predict_files, preprocess
-from imgcls.preprocessing import Preprocessing
-from imgcls.rebuild import rebuild_trained
-from imgcls.recipe import ModelRecipe
-from imgcls.splitting import load_normalized
+from imgcls.train.checkpoint import save_checkpoint
+from imgcls.train.rebuild import rebuild_trained
+from imgcls.train.recipe import ModelRecipe
 
 CLASSES = ["cat", "dog", "bird", "fish"]
 SIDE = 16

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -13,10 +12,10 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, tool_env
+from conftest import run_stage as run_script
+from imgcls.data.splitting import assign_given
 from imgcls.errors import ImgclsError
 from imgcls.params import parse_section
-from imgcls.splitting import assign_given
 
 # The classic hymenoptera layout, scaled down: uneven train and val folders per class.
 TRAIN_VAL = {("train", "ants"): 20, ("train", "bees"): 21, ("val", "ants"): 8, ("val", "bees"): 9}
@@ -40,10 +39,7 @@ def presplit_folder(root: Path, counts: dict[tuple[str, str], int] = TRAIN_VAL) 
 
 def run_stage(root: Path, params: dict, stage: str, *args: str) -> subprocess.CompletedProcess[str]:
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    return subprocess.run(
-        [sys.executable, str(REPO / f"stages/{stage}.py"), "--params", str(root / "params.yaml"), *args],
-        capture_output=True, text=True, env=tool_env(), timeout=120,
-    )
+    return run_script(stage, root / "params.yaml", *args)
 
 
 def folder_params(images: Path, split: dict | None = None, **extract: object) -> dict:

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from imgcls.checkpoint import load_checkpoint, save_checkpoint
+from imgcls.data.preprocessing import Preprocessing
 from imgcls.errors import ImgclsError
 from imgcls.params import ModelSettings, TrainParams
-from imgcls.preprocessing import Preprocessing
-from imgcls.recipe import INPUT_KEYS, ModelRecipe, differences, require_agreement
+from imgcls.train.checkpoint import load_checkpoint, save_checkpoint
+from imgcls.train.recipe import INPUT_KEYS, ModelRecipe, differences, require_agreement
 
 SETTINGS = ModelSettings("tuned", "resnet18", TrainParams(lr=3e-4), {"freeze": "backbone", "weights_path": Path("w.pth")}, 3, "base")
 RECIPE = ModelRecipe(SETTINGS, ("cat", "dog"), Preprocessing(64, "stretch"), "abc")

@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from conftest import REPO, processed_folder, tool_env
+from imgcls.data.packed import PackedSplit
 from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES
 from imgcls.params import resolve_model
 from imgcls.reproducible import PINNED, PINNED_BY_IMGCLS, pin_cpu_kernels, use_cpu_kernels
-from imgcls.splits import PackedSplit
 
 # A few optimizer steps of a real model (convolutions through oneDNN, batch norm, dense layers,
 # cross-entropy, Adam) on seeded data; prints a hash of the final weights.

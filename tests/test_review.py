@@ -5,13 +5,19 @@ import csv
 import numpy as np
 import pytest
 
-from imgcls.curves import read_curve, write_curves
 from imgcls.errors import ImgclsError
-from imgcls.metrics import classification_scores
-from imgcls.review import (
-    ensemble_versus_best, error_overlap, errors_per_class, flags, interval_columns, interval_note, pick_winner,
+from imgcls.evaluate.curves import read_curve, write_curves
+from imgcls.evaluate.review import (
+    ensemble_versus_best,
+    error_overlap,
+    errors_per_class,
+    flags,
+    interval_columns,
+    interval_note,
+    pick_winner,
     resolution,
 )
+from imgcls.evaluate.scores import classification_scores
 
 CLASSES = ["cat", "dog", "owl"]
 Y_TRUE = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2])

@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
+from imgcls.data.sample import DIGIT_NAMES, build_sample, write_sample
 from imgcls.errors import ImgclsError
-from imgcls.sample import DIGIT_NAMES, build_sample, write_sample
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,15 @@ import pytest
 from scipy.stats import binomtest, bootstrap
 from sklearn.metrics import confusion_matrix
 
-from imgcls.metrics import classification_scores
-from imgcls.significance import Interval, bootstrap_ci95, format_p, mcnemar_exact, paired_test, scores_from_confusions
+from imgcls.evaluate.scores import classification_scores
+from imgcls.evaluate.significance import (
+    Interval,
+    bootstrap_ci95,
+    format_p,
+    mcnemar_exact,
+    paired_test,
+    scores_from_confusions,
+)
 
 CLASSES = ["cat", "dog", "owl"]
 
@@ -116,7 +123,7 @@ def test_the_interval_matches_scipys_percentile_bootstrap():
 def test_large_test_splits_are_resampled_in_chunks_with_the_same_result(monkeypatch):
     y_true, y_pred = noisy_predictions(500, 0.2)
     whole = bootstrap_ci95(y_true, y_pred, 3, 1000, seed=0)
-    monkeypatch.setattr("imgcls.significance.CHUNK_CELLS", 500 * 64)  # 16 chunks
+    monkeypatch.setattr("imgcls.evaluate.significance.CHUNK_CELLS", 500 * 64)  # 16 chunks
     assert bootstrap_ci95(y_true, y_pred, 3, 1000, seed=0) == whole
 
 

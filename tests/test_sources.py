@@ -6,7 +6,6 @@ import csv
 import functools
 import json
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -17,15 +16,12 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, archived_image, tool_env
+from conftest import archived_image, run_stage, tool_env
 
 
 def run_extract(root: Path, extract: dict) -> subprocess.CompletedProcess[str]:
     (root / "params.yaml").write_text(yaml.safe_dump({"extract": extract}))
-    return subprocess.run(
-        [sys.executable, str(REPO / "stages/extract.py"), "--params", str(root / "params.yaml"), "--out", str(root / "out")],
-        capture_output=True, text=True, env={**tool_env(), "no_proxy": "*"}, timeout=120,
-    )
+    return run_stage("extract", root / "params.yaml", "--out", root / "out", env={**tool_env(), "no_proxy": "*"})
 
 
 def manifest(root: Path) -> list[dict[str, str]]:

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, tool_env
-from imgcls.archive import ARCHIVE, write_archive
+from conftest import run_stage
+from imgcls.data.archive import ARCHIVE, write_archive
+from imgcls.data.images import encode_png
+from imgcls.data.packed import load_split
+from imgcls.data.preprocessing import Preprocessing
 from imgcls.errors import ImgclsError
-from imgcls.images import encode_png
 from imgcls.params import parse_section
-from imgcls.preprocessing import Preprocessing
-from imgcls.splits import load_split
 
 CLASSES = ["ants", "bees"]
 
@@ -66,11 +65,9 @@ def normalized_folder(root: Path, per_class: int) -> Path:
 def run_split(root: Path, split: dict) -> subprocess.CompletedProcess[str]:
     params = {"extract": {"annotations": "a.json", "images": "images", "categories": CLASSES}, "split": split}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    return subprocess.run(
-        [sys.executable, str(REPO / "stages/split.py"), "--params", str(root / "params.yaml"),
-         "--normalized", str(normalized_folder(root / "normalized", 15)), "--out", str(root / "processed"),
-         "--near-duplicates", str(root / "near_duplicates.csv")],
-        capture_output=True, text=True, env=tool_env(), timeout=120,
+    return run_stage(
+        "split", root / "params.yaml", "--normalized", normalized_folder(root / "normalized", 15), "--out", root / "processed",
+        "--near-duplicates", root / "near_duplicates.csv",
     )
 
 

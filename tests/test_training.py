@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from conftest import Killed, die_after_first_epoch
-from imgcls.checkpoint import code_digest, load_checkpoint, run_fingerprint, save_checkpoint
-from imgcls.data import DeviceSplit, batch_indices, normalize, random_crop_flip, training_batches
 from imgcls.models import build_model
 from imgcls.params import TrainParams
-from imgcls.training import fit, make_scheduler
+from imgcls.train.batches import DeviceSplit, batch_indices, normalize, random_crop_flip, training_batches
+from imgcls.train.checkpoint import code_digest, load_checkpoint, run_fingerprint, save_checkpoint
+from imgcls.train.fit import FitSettings, fit
+from imgcls.train.setup import make_scheduler
 
 CPU = torch.device("cpu")
 
@@ -37,7 +38,7 @@ def run(tmp_path, epochs=3, arch="net2", on_epoch=lambda e, r: None, unfreeze_at
     torch.manual_seed(train.seed)
     model = build_model(arch, 3, 16 if arch != "resnet18" else 32, **options)
     fingerprint = run_fingerprint({"epochs": epochs, "arch": arch})
-    state = fit(model, train, unfreeze_at_epoch, TRAIN, VAL, 3, tmp_path, fingerprint, CPU, on_epoch=on_epoch, log=lambda m: None)
+    state = fit(model, TRAIN, VAL, FitSettings(train, 3, tmp_path, fingerprint, CPU, unfreeze_at_epoch=unfreeze_at_epoch, on_epoch=on_epoch, log=lambda m: None))
     return state, model
 
 
@@ -118,7 +119,7 @@ def test_staged_unfreezing_trains_only_the_head_first(tmp_path):
     captured["model"] = model
     before = {k: v.clone() for k, v in model.state_dict().items()}
     big = lambda s: DeviceSplit(torch.nn.functional.interpolate(s.images.float(), size=32).to(torch.uint8), s.labels)
-    fit(model, train, 2, big(TRAIN), big(VAL), 3, tmp_path, "x", CPU, on_epoch=snapshot, log=lambda m: None)
+    fit(model, big(TRAIN), big(VAL), FitSettings(train, 3, tmp_path, "x", CPU, unfreeze_at_epoch=2, on_epoch=snapshot, log=lambda m: None))
     assert torch.equal(snapshots[1]["conv1.weight"], before["conv1.weight"]), "backbone frozen in epoch 1"
     assert not torch.equal(snapshots[1]["fc.1.weight"], before["fc.1.weight"]), "head trains in epoch 1"
     assert not torch.equal(snapshots[2]["conv1.weight"], snapshots[1]["conv1.weight"]), "everything trains from epoch 2"
@@ -193,7 +194,7 @@ def test_batchnorm_model_trains_when_the_last_batch_has_one_sample(tmp_path):
     torch.manual_seed(0)
     model = build_model("resnet18", 3, 32)
     big = lambda s: DeviceSplit(torch.nn.functional.interpolate(s.images.float(), size=32).to(torch.uint8), s.labels)
-    state = fit(model, train, None, big(tiny_split(33, 0)), big(VAL), 3, tmp_path, "x", CPU, log=lambda m: None)
+    state = fit(model, big(tiny_split(33, 0)), big(VAL), FitSettings(train, 3, tmp_path, "x", CPU, log=lambda m: None))
     assert state.epoch == 1
 
 

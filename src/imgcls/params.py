@@ -7,7 +7,6 @@ Unknown keys are errors with a close-match suggestion, and numbers that
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from imgcls.errors import ImgclsError
+from imgcls.errors import ImgclsError, did_you_mean
 
 
 def _not_a_boolean(value: Any) -> Any:
@@ -297,8 +296,8 @@ def _key_path(section: str, loc: tuple[int | str, ...]) -> str:
 
 def _hint(word: str, known: Collection[str], listing: str) -> str:
     """The closest known name as a question, or else the whole `listing` of known names."""
-    close = difflib.get_close_matches(word, list(known), n=1)
-    return f"; did you mean '{close[0]}'?" if close else f"; {listing}: {', '.join(known)}"
+    hint = did_you_mean(word, known)
+    return f"; {hint}" if hint else f"; {listing}: {', '.join(known)}"
 
 
 def _describe(section: str, known: Collection[str], error: dict[str, Any]) -> str:
@@ -523,8 +522,7 @@ def resolve_model(path: str | Path, name: str, architectures: Sequence[str]) -> 
     merged = parse_section(key, {**defaults.model_dump(), **overrides}, TrainParams)
     arch = options.arch or name
     if arch not in architectures:
-        close = difflib.get_close_matches(arch, architectures, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        hint = f" ({close})" if (close := did_you_mean(arch, architectures)) else ""
         raise ImgclsError(f"{key}: unknown architecture '{arch}'{hint}; valid: {', '.join(architectures)}")
     _check_freezing(key, options, merged.epochs, init_from)
     not_builder_options = ("arch", "unfreeze_at_epoch", "random_features")

@@ -17,8 +17,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from imgcls.checkpoint import state_dict_differences
-from imgcls.errors import ImgclsError
+from imgcls.errors import ImgclsError, first_of
+from imgcls.train.checkpoint import state_dict_differences
 
 FREEZE_MODES = ("none", "backbone", "last_block")
 # These networks downsample 32x: a smaller image reaches the last stage as one zero-padded pixel.
@@ -237,7 +237,7 @@ def _mismatch_message(
     name: str, num_classes: int, path: Path, imagenet_problems: list[str], project_problems: list[str]
 ) -> str:
     problems = min(imagenet_problems, project_problems, key=len)
-    shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+    shown = first_of(problems, separator="; ")
     return (
         f"weights_path '{path}' fits neither torchvision's ImageNet {name} nor this project's {name} "
         f"with {num_classes} classes: {shown}"

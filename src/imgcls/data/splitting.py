@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from imgcls.archive import ARCHIVE, read_archive
 from imgcls.atomic import atomic_dir, write_json
+from imgcls.data.archive import ARCHIVE, read_archive
+from imgcls.data.images import decode_bytes
+from imgcls.data.packed import SPLITS, PackedSplit, save_split
 from imgcls.errors import ImgclsError
-from imgcls.images import decode_bytes
 from imgcls.manifest import read_csv, write_csv
-from imgcls.splits import SPLITS, PackedSplit, save_split
 
 
 def _classes_below(labels: np.ndarray, classes: Sequence[str], shares: Sequence[float]) -> tuple[int, list[str]]:

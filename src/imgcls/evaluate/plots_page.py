@@ -4,7 +4,7 @@ DVC's own page loads vega, vega-lite and vega-embed from a CDN, so on an offline
 blank. This template carries the three libraries inline, as the locked vl-convert-python package
 ships them:
 
-    python -m imgcls.plots_page data/plots_page.html
+    python -m imgcls.evaluate.plots_page data/plots_page.html
     dvc plots show --html-template data/plots_page.html -o dvc_plots
 """
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from imgcls.atomic import atomic_path
-from imgcls.errors import ImgclsError
+from imgcls.errors import ImgclsError, first_of
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -71,8 +71,7 @@ def _expected(keys: Collection[str]) -> str:
 def _some(names: Iterable[str], shown: int = 5) -> str:
     """A few names of a possibly long list (a foreign state_dict has hundreds), for a one-line message."""
     ordered = sorted(names)
-    more = f" and {len(ordered) - shown} more" if len(ordered) > shown else ""
-    return ", ".join(repr(n) for n in ordered[:shown]) + more if ordered else "nothing"
+    return first_of(map(repr, ordered), shown) if ordered else "nothing"
 
 
 def _is_state_dict(value: Any) -> bool:

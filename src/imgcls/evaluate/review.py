@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from itertools import combinations
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from imgcls.evaluate.significance import ALPHA, Interval, Paired, format_p, paired_test
 from imgcls.figures import plt, save_figure
-from imgcls.significance import ALPHA, Interval, Paired, format_p, paired_test
 
 # train.monitor -> (score in the evaluate details, higher is better)
 MONITORED_SCORE = {"val/f1_macro": ("f1_macro", True), "val/acc": ("accuracy", True), "val/loss": ("loss", False)}

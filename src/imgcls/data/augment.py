@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from imgcls.data.packed import PackedSplit
 from imgcls.errors import ImgclsError
 from imgcls.figures import image_grid
-from imgcls.splits import PackedSplit
 
 
 def random_affine(image: np.ndarray, angle: float, scale: float, flip: bool) -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import io
 import json
 import reprlib
@@ -17,7 +16,7 @@ from typing import Literal
 import numpy as np
 from pycocotools.coco import COCO
 
-from imgcls.errors import ImgclsError
+from imgcls.errors import ImgclsError, did_you_mean
 
 Rule = Literal["disqualify", "ignore"]
 
@@ -174,10 +173,7 @@ def category_ids(coco: COCO, names: Sequence[str]) -> dict[str, int]:
     by_name = {c["name"]: c["id"] for c in coco.loadCats(coco.getCatIds())}
     missing = [n for n in names if n not in by_name]
     if missing:
-        hints = []
-        for name in missing:
-            close = difflib.get_close_matches(name, list(by_name), n=3)
-            hints.append(f"'{name}'" + (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""))
+        hints = [f"'{name}'" + (f" ({close})" if (close := did_you_mean(name, by_name, 3)) else "") for name in missing]
         raise ImgclsError(
             f"extract.categories: not in the annotation file: {'; '.join(hints)}. "
             f"Available: {', '.join(sorted(by_name))}"

@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from imgcls.ensemble import check_members
 from imgcls.errors import ImgclsError
+from imgcls.evaluate.ensemble import check_members
 from imgcls.models import MODEL_NAMES
 from imgcls.params import PARAM_SECTIONS, finetune_problems, model_names, parse_section, read_params_file, resolve_model
 

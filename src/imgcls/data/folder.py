@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from imgcls.coco import Removed, Selected, require_eligible, resolves_inside, sample_per_category
-from imgcls.errors import ImgclsError
+from imgcls.data.coco import Removed, Selected, require_eligible, resolves_inside, sample_per_category
+from imgcls.errors import ImgclsError, did_you_mean
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SPLIT_FOLDERS = ("train", "val", "test")
@@ -69,7 +68,7 @@ def scan_folder(root: Path, categories: Sequence[str]) -> tuple[dict[str, dict[s
     present = sorted({name for split in splits for name in _subfolders(root / split)})
     missing = [c for c in categories if c not in present]
     if missing:
-        hints = [f"'{m}'" + (f" (did you mean '{close[0]}'?)" if (close := difflib.get_close_matches(m, present, n=1)) else "") for m in missing]
+        hints = [f"'{m}'" + (f" ({close})" if (close := did_you_mean(m, present)) else "") for m in missing]
         where = ", ".join(str(root / split) for split in splits)
         raise ImgclsError(f"extract.categories: no class folder for {'; '.join(hints)} in {where}. Available: {', '.join(present)}")
     resolved_root = root.resolve()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from imgcls.splits import PackedSplit
+from imgcls.data.packed import PackedSplit
 
 Channels = tuple[float, float, float]  # one value per RGB channel, on the 0-1 pixel scale
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
-from imgcls.checkpoint import load_checkpoint, load_weights
+from imgcls.data.preprocessing import Preprocessing
 from imgcls.models import build_model, unfreeze_all
 from imgcls.params import ModelSettings
-from imgcls.preprocessing import Preprocessing
-from imgcls.recipe import ModelRecipe, require_agreement
 from imgcls.reproducible import use_cpu_kernels
+from imgcls.train.checkpoint import load_checkpoint, load_weights
+from imgcls.train.recipe import ModelRecipe, require_agreement
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from imgcls.data.packed import SPLITS
 from imgcls.manifest import read_csv, write_csv
-from imgcls.splits import SPLITS
 
 NEAR_DUPLICATE_COLUMNS = ("id_a", "split_a", "label_a", "id_b", "split_b", "label_b", "distance")
 HASH_BITS = 64

@@ -29,7 +29,7 @@ CURVE_COLUMNS = ("model", "epoch", *SERIES.values())
 
 Curve = list[dict[str, float]]  # one row per epoch: {"epoch": 1, "train_loss": ..., ...}
 
-# The train stage's steps.csv, as imgcls.training.STEP_COLUMNS writes it; not imported from there, since
+# The train stage's steps.csv, as imgcls.train.loop.STEP_COLUMNS writes it; not imported from there, since
 # that module brings torch and scikit-learn to a stage that only reads a CSV.
 STEP_COLUMNS = ("step", "epoch", "loss")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,9 @@ import torch
 from matplotlib.axes import Axes
 from torch import nn
 
-from imgcls.data import Channels, normalize
-from imgcls.errors import ImgclsError
+from imgcls.errors import ImgclsError, did_you_mean, first_of
 from imgcls.figures import plt, save_figure
+from imgcls.train.batches import Channels, normalize
 
 FEATURE_CHANNELS = 8
 # A map of 2x2 or smaller is at most four numbers, not a picture of what the layer responds to.
@@ -89,13 +88,12 @@ def _shape_text(shape: Shape) -> str:
 def _listing(shapes: Mapping[str, Shape]) -> str:
     """A few conv layer names with their shapes, for an error message."""
     names = [f"{name} ({_shape_text(shape)})" for name, shape in shapes.items()]
-    more = f", ... {len(names) - LISTED_LAYERS} more" if len(names) > LISTED_LAYERS else ""
-    return ", ".join(names[:LISTED_LAYERS]) + more
+    return first_of(names, LISTED_LAYERS)
 
 
 def _did_you_mean(name: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    return f" ('{name}': did you mean '{close[0]}'?)" if close else ""
+    hint = did_you_mean(name, known)
+    return f" ('{name}': {hint})" if hint else ""
 
 
 def pick_feature_layers(shapes: Mapping[str, Shape], layers: Sequence[str] | None = None) -> list[str]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from imgcls.archive import ARCHIVE, ArchiveReader, read_archive, write_archive
 from imgcls.atomic import atomic_dir
-from imgcls.images import decode_bytes, encode_png, md5_of, to_rgb8, to_square
+from imgcls.data.archive import ARCHIVE, ArchiveReader, read_archive, write_archive
+from imgcls.data.images import decode_bytes, encode_png, md5_of, to_rgb8, to_square
+from imgcls.data.parallel import imap_images
+from imgcls.data.preprocessing import Preprocessing
 from imgcls.manifest import read_csv, write_csv
-from imgcls.parallel import imap_images
-from imgcls.preprocessing import Preprocessing
 
 MANIFEST_COLUMNS = ("id", "category", "file", "md5", "given_split")
 

@@ -1,0 +1,1 @@
+"""The `imgcls` command: predict with a trained checkpoint, check a params.yaml."""

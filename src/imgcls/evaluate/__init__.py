@@ -1,0 +1,1 @@
+"""Evaluation and review: scores, prediction files, the ensemble, curves, figures and the report."""

@@ -1,0 +1,1 @@
+"""Training: batches on the device, the step loop, fit, checkpoints and the recipe that rebuilds a model."""
