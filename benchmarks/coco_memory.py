@@ -39,18 +39,35 @@ def write_instances(path: Path, images: int, annotations: int) -> None:
     with open(path, "w") as f:
         f.write('{"info": {"description": "synthetic train2017-scale file"}, "licenses": [], "images": [')
         for i in range(1, images + 1):
-            entry = {"license": 1, "file_name": f"{i:012d}.jpg", "coco_url": f"http://images.cocodataset.org/train2017/{i:012d}.jpg",
-                     "height": 480, "width": 640, "date_captured": "2013-11-14 11:18:45",
-                     "flickr_url": f"http://farm4.staticflickr.com/1/{i}_abcdef_z.jpg", "id": i}
+            entry = {
+                "license": 1,
+                "file_name": f"{i:012d}.jpg",
+                "coco_url": f"http://images.cocodataset.org/train2017/{i:012d}.jpg",
+                "height": 480,
+                "width": 640,
+                "date_captured": "2013-11-14 11:18:45",
+                "flickr_url": f"http://farm4.staticflickr.com/1/{i}_abcdef_z.jpg",
+                "id": i,
+            }
             f.write(("," if i > 1 else "") + json.dumps(entry))
         f.write('], "annotations": [')
         for a in range(1, annotations + 1):
             polygon = [round(rng.uniform(0, 640), 2) for _ in range(rng.choice((24, 32, 48, 64, 80)))]
-            entry = {"segmentation": [polygon], "area": round(rng.uniform(10, 50000), 4), "iscrowd": int(rng.random() < 0.01),
-                     "image_id": rng.randint(1, images), "bbox": [round(rng.uniform(0, 600), 2) for _ in range(4)],
-                     "category_id": rng.choice(category_ids), "id": a}
+            entry = {
+                "segmentation": [polygon],
+                "area": round(rng.uniform(10, 50000), 4),
+                "iscrowd": int(rng.random() < 0.01),
+                "image_id": rng.randint(1, images),
+                "bbox": [round(rng.uniform(0, 600), 2) for _ in range(4)],
+                "category_id": rng.choice(category_ids),
+                "id": a,
+            }
             f.write(("," if a > 1 else "") + json.dumps(entry))
-        f.write('], "categories": ' + json.dumps([{"supercategory": "x", "id": c, "name": n} for c, n in zip(category_ids, CATEGORIES)]) + "}")
+        f.write(
+            '], "categories": '
+            + json.dumps([{"supercategory": "x", "id": c, "name": n} for c, n in zip(category_ids, CATEGORIES)])
+            + "}"
+        )
 
 
 def main() -> None:
@@ -62,7 +79,9 @@ def main() -> None:
         path = Path(tmp) / "instances_synthetic.json"
         start = time.perf_counter()
         write_instances(path, args.images, args.annotations)
-        print(f"generated {path.stat().st_size / 2**20:.0f} MiB ({args.images} images, {args.annotations} annotations) in {time.perf_counter() - start:.0f} s")
+        print(
+            f"generated {path.stat().st_size / 2**20:.0f} MiB ({args.images} images, {args.annotations} annotations) in {time.perf_counter() - start:.0f} s"
+        )
         result = subprocess.run([sys.executable, "-c", MEASURE, str(path)], capture_output=True, text=True)
         print(result.stdout.strip() or result.stderr)
 

@@ -100,8 +100,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=600, help="640x480 JPEGs to extract")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per path over all images")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads)")
-    print(f"{args.images} JPEGs {WIDTH}x{HEIGHT} quality 90 to {SIZE}x{SIZE * HEIGHT // WIDTH} PNGs, median of {args.repeats} runs")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads)"
+    )
+    print(
+        f"{args.images} JPEGs {WIDTH}x{HEIGHT} quality 90 to {SIZE}x{SIZE * HEIGHT // WIDTH} PNGs, median of {args.repeats} runs"
+    )
     print(f"scratch folder {scratch_dir()}: {file_creation_ms():.2f} ms to create a 4 KiB file")
     with tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp:
         sources = Path(tmp) / "sources"
@@ -111,7 +115,10 @@ def main() -> None:
         # The paths alternate, so a burst of load from another process slows both alike; each run
         # writes a fresh folder, so neither pays for deleting the last run's output. Run 0 warms up.
         rates = [
-            (images_per_s(baseline_extract, records, Path(tmp) / f"baseline{run}"), images_per_s(project_extract, records, Path(tmp) / f"project{run}"))
+            (
+                images_per_s(baseline_extract, records, Path(tmp) / f"baseline{run}"),
+                images_per_s(project_extract, records, Path(tmp) / f"project{run}"),
+            )
             for run in range(args.repeats + 1)
         ][1:]
         a, b = statistics.median(r[0] for r in rates), statistics.median(r[1] for r in rates)

@@ -47,9 +47,15 @@ TARGET_SECONDS = 2.0
 
 
 def run(root: Path, *args: str) -> tuple[float, str]:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-           "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@imgcls.invalid",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@imgcls.invalid"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "bench@imgcls.invalid",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "bench@imgcls.invalid",
+    }
     start = time.perf_counter()
     result = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
@@ -68,8 +74,10 @@ def timed(root: Path, *args: str) -> tuple[float, float]:
 
 def report(label: str, times: list[tuple[float, float]]) -> None:
     walls, cpus = [t for t, _ in times], [c for _, c in times]
-    print(f"{label}: median {statistics.median(walls):.2f} s over {len(times)} runs {[round(t, 2) for t in walls]}, "
-          f"CPU median {statistics.median(cpus):.2f} s")
+    print(
+        f"{label}: median {statistics.median(walls):.2f} s over {len(times)} runs {[round(t, 2) for t in walls]}, "
+        f"CPU median {statistics.median(cpus):.2f} s"
+    )
 
 
 CATEGORIES = ("person", "car", "dog", "cat", "bird")
@@ -119,15 +127,26 @@ def make_source(root: Path, count: int, source: str) -> dict[str, str]:
         return {"source": "folder", "annotations": str(root), "images": str(root)}
     images = root / "images"
     write_images(count, lambda index, category: images / f"{index:06d}.jpg")
-    write_json(root / "annotations.json", {
-        "images": [{"id": i + 1, "file_name": f"{i:06d}.jpg", "width": WIDTH, "height": HEIGHT} for i in range(count)],
-        "annotations": [
-            {"id": i + 1, "image_id": i + 1, "category_id": 1 + i % len(CATEGORIES), "bbox": [0, 0, WIDTH, HEIGHT],
-             "area": WIDTH * HEIGHT, "iscrowd": 0}
-            for i in range(count)
-        ],
-        "categories": [{"id": i + 1, "name": name} for i, name in enumerate(CATEGORIES)],
-    })
+    write_json(
+        root / "annotations.json",
+        {
+            "images": [
+                {"id": i + 1, "file_name": f"{i:06d}.jpg", "width": WIDTH, "height": HEIGHT} for i in range(count)
+            ],
+            "annotations": [
+                {
+                    "id": i + 1,
+                    "image_id": i + 1,
+                    "category_id": 1 + i % len(CATEGORIES),
+                    "bbox": [0, 0, WIDTH, HEIGHT],
+                    "area": WIDTH * HEIGHT,
+                    "iscrowd": 0,
+                }
+                for i in range(count)
+            ],
+            "categories": [{"id": i + 1, "name": name} for i, name in enumerate(CATEGORIES)],
+        },
+    )
     return {"source": "coco", "annotations": str(root / "annotations.json"), "images": str(images)}
 
 
@@ -143,7 +162,9 @@ def main() -> None:
         (project / "dvc.lock").unlink(missing_ok=True)
         (project / "metrics").mkdir()
         params = yaml.safe_load((project / "params.yaml").read_text())
-        params["extract"].update(make_source(Path(tmp) / "dataset", args.images, args.source), categories=list(CATEGORIES), side_px=16)
+        params["extract"].update(
+            make_source(Path(tmp) / "dataset", args.images, args.source), categories=list(CATEGORIES), side_px=16
+        )
         params["train"]["epochs"] = 1
         params["models"] = {"net1": {}, "net2": {}}
         params["ensemble"] = {"models": ["net1", "net2"], "tie_break": "net1"}
@@ -170,7 +191,9 @@ def main() -> None:
         only_that_model = {"train@net2", "evaluate@net2"} <= set(ran) <= allowed
         print(f"only net2 (plus ensemble/report) reran: {'yes' if only_that_model else 'NO'}")
         worst = max(statistics.median(t for t, _ in repro), statistics.median(t for t, _ in status))
-        print(f"target <= {TARGET_SECONDS:.0f} s: {'met' if worst <= TARGET_SECONDS else 'NOT met'} (worst median {worst:.2f} s)")
+        print(
+            f"target <= {TARGET_SECONDS:.0f} s: {'met' if worst <= TARGET_SECONDS else 'NOT met'} (worst median {worst:.2f} s)"
+        )
 
 
 if __name__ == "__main__":

@@ -128,7 +128,9 @@ def fresh_model(name: str, size: int, channels_last: bool = True) -> tuple[nn.Mo
 
 def project_epoch(model: nn.Module, data: DeviceSplit, optimizer: torch.optim.Optimizer, epoch: int) -> float:
     """Seconds of one `train_one_epoch`, the train stage's own loop."""
-    return train_one_epoch(model, data, optimizer, nn.CrossEntropyLoss(), TRAIN, epoch_generator(0, epoch), torch.device("cpu"))["seconds"]
+    return train_one_epoch(
+        model, data, optimizer, nn.CrossEntropyLoss(), TRAIN, epoch_generator(0, epoch), torch.device("cpu")
+    )["seconds"]
 
 
 def ready_batches(data: DeviceSplit, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -140,13 +142,21 @@ def ready_batches(data: DeviceSplit, epoch: int) -> list[tuple[torch.Tensor, tor
     generator = epoch_generator(0, epoch)
     batches = training_batches(len(data), BATCH, generator)
     return [
-        (normalize(random_crop_flip(data.images[index], TRAIN.crop_padding, TRAIN.hflip, generator), TRAIN.normalize_mean, TRAIN.normalize_std),
-         data.labels[index])
+        (
+            normalize(
+                random_crop_flip(data.images[index], TRAIN.crop_padding, TRAIN.hflip, generator),
+                TRAIN.normalize_mean,
+                TRAIN.normalize_std,
+            ),
+            data.labels[index],
+        )
         for index in batches
     ]
 
 
-def ceiling_epoch(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], optimizer: torch.optim.Optimizer) -> float:
+def ceiling_epoch(
+    model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], optimizer: torch.optim.Optimizer
+) -> float:
     """Seconds of forward, backward and Adam steps on ready batches: no data path at all."""
     model.train()
     criterion = nn.CrossEntropyLoss()
@@ -190,9 +200,13 @@ def measure_case(name: str, size: int, pairs: int | None) -> Case:
             project_seconds.append(project_epoch(project, data, project_optimizer, epoch))
     breakdown = profiled_breakdown(project, data, project_optimizer)
     steps = pairs * batches
-    breakdown |= {"project, timed": sum(project_seconds) * 1000 / steps, "model step alone, timed": sum(ceiling_seconds) * 1000 / steps}
+    breakdown |= {
+        "project, timed": sum(project_seconds) * 1000 / steps,
+        "model step alone, timed": sum(ceiling_seconds) * 1000 / steps,
+    }
     return Case(
-        name, size,
+        name,
+        size,
         project_per_s=len(data) * pairs / sum(project_seconds),
         ceiling_per_s=len(data) * pairs / sum(ceiling_seconds),
         shares=[c / p for p, c in zip(project_seconds, ceiling_seconds)],
@@ -216,7 +230,9 @@ class PngFolder(Dataset):
             return self.transform(image.convert("RGB")), self.labels[index]
 
 
-def baseline_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, criterion: nn.Module) -> float:
+def baseline_epoch(
+    model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, criterion: nn.Module
+) -> float:
     """One epoch of the textbook loop, in seconds, worker start-up included as a notebook pays it."""
     model.train()
     start = time.perf_counter()
@@ -235,12 +251,14 @@ def notebook_loader(images: np.ndarray, labels: np.ndarray, folder: Path) -> Dat
         path = folder / f"{index}.png"
         Image.fromarray(pixels).save(path)
         paths.append(path)
-    transform = transforms.Compose([
-        transforms.RandomCrop(images.shape[1], padding=2),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize(TRAIN.normalize_mean, TRAIN.normalize_std),
-    ])
+    transform = transforms.Compose(
+        [
+            transforms.RandomCrop(images.shape[1], padding=2),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(TRAIN.normalize_mean, TRAIN.normalize_std),
+        ]
+    )
     return DataLoader(PngFolder(paths, labels, transform), batch_size=BATCH, shuffle=True, num_workers=2)
 
 
@@ -248,7 +266,9 @@ def compare_baseline(name: str, size: int, count: int, folder: Path, epochs: int
     """(baseline, project) images/s over `epochs` full epochs each, the two paths' epochs alternating."""
     images, labels = make_images(count, size, seed=0)
     loader = notebook_loader(images, labels, folder)
-    warmup_loader = DataLoader(Subset(loader.dataset, range(WARMUP_BATCHES * BATCH)), batch_size=BATCH, shuffle=True, num_workers=2)
+    warmup_loader = DataLoader(
+        Subset(loader.dataset, range(WARMUP_BATCHES * BATCH)), batch_size=BATCH, shuffle=True, num_workers=2
+    )
     baseline, baseline_optimizer = fresh_model(name, size, channels_last=False)
     data = in_memory(images, labels)
     warmup = DeviceSplit(data.images[: WARMUP_BATCHES * BATCH], data.labels[: WARMUP_BATCHES * BATCH])
@@ -267,7 +287,9 @@ def compare_baseline(name: str, size: int, count: int, folder: Path, epochs: int
 def print_breakdown(cases: list[Case]) -> None:
     rows = [*PHASES, "other", "total", "project, timed", "model step alone, timed"]
     width = max(map(len, rows)) + 2
-    print(f"\nper batch, ms ({', '.join(PHASES[:4])}: the data path; one profiled project epoch, then the timed epochs' means)")
+    print(
+        f"\nper batch, ms ({', '.join(PHASES[:4])}: the data path; one profiled project epoch, then the timed epochs' means)"
+    )
     print(" " * width + "".join(f"{case.name:>11}" for case in cases))
     for row in rows:
         print(f"{row:<{width}}" + "".join(f"{case.breakdown_ms[row]:>11.3f}" for case in cases))
@@ -276,7 +298,9 @@ def print_breakdown(cases: list[Case]) -> None:
 
 def print_load(when: str) -> None:
     """Other processes' load skews every figure here, the data path's many short parallel ops the most: say how much there was."""
-    print(f"load average {when}: " + " ".join(f"{load:.2f}" for load in os.getloadavg()) + " (1, 5, 15 min)", flush=True)
+    print(
+        f"load average {when}: " + " ".join(f"{load:.2f}" for load in os.getloadavg()) + " (1, 5, 15 min)", flush=True
+    )
 
 
 def kernel_speed(name: str, size: int) -> float:
@@ -308,21 +332,31 @@ def compare_kernels(models: list[str], size: int, rounds: int) -> None:
             capability[kind] = result["capability"]
             for name, per_s in result["images_per_s"].items():
                 speeds[kind][name].append(per_s)
-    print(f"kernels: portable runs {capability['portable']}, native runs {capability['native']} "
-          f"({rounds} rounds, {KERNEL_EPOCHS} epochs per process; median images/s)")
+    print(
+        f"kernels: portable runs {capability['portable']}, native runs {capability['native']} "
+        f"({rounds} rounds, {KERNEL_EPOCHS} epochs per process; median images/s)"
+    )
     for name in models:
         portable, native = (statistics.median(speeds[kind][name]) for kind in KERNEL_KINDS)
         cost = native / portable
-        print(f"{name}@{size}: portable {portable:.0f} img/s, native {native:.0f} img/s, cost of portable {cost:.2f}x",
-              flush=True)
+        print(
+            f"{name}@{size}: portable {portable:.0f} img/s, native {native:.0f} img/s, cost of portable {cost:.2f}x",
+            flush=True,
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["net1", "cnn"], choices=MODEL_NAMES, metavar="MODEL", help="models to measure")
+    parser.add_argument(
+        "--models", nargs="+", default=["net1", "cnn"], choices=MODEL_NAMES, metavar="MODEL", help="models to measure"
+    )
     parser.add_argument("--sizes", nargs="+", type=int, default=[64, 32], help="image sides in px")
-    parser.add_argument("--pairs", type=int, help="project/ceiling epoch pairs per case (default: 31 for net1, 15 for cnn)")
-    parser.add_argument("--images", type=int, default=4096, help="images for the baseline comparison (first model, first size)")
+    parser.add_argument(
+        "--pairs", type=int, help="project/ceiling epoch pairs per case (default: 31 for net1, 15 for cnn)"
+    )
+    parser.add_argument(
+        "--images", type=int, default=4096, help="images for the baseline comparison (first model, first size)"
+    )
     parser.add_argument("--epochs", type=int, default=2, help="timed full epochs per path in the baseline comparison")
     parser.add_argument("--kernels", action="store_true", help="compare train.cpu_kernels portable and native instead")
     parser.add_argument("--rounds", type=int, default=3, help="--kernels: processes per kind")
@@ -364,7 +398,9 @@ def compare_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     name, size = args.models[0], args.sizes[0]
     with tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp:
         baseline, project = compare_baseline(name, size, args.images, Path(tmp), args.epochs)
-    print(f"baseline images/s ({name}@{size}, {args.images} images, {args.epochs} timed epochs per path): {baseline:.0f}")
+    print(
+        f"baseline images/s ({name}@{size}, {args.images} images, {args.epochs} timed epochs per path): {baseline:.0f}"
+    )
     print(f"project images/s: {project:.0f}")
     print_load("at the end")
     print(f"ratio: {project / baseline:.2f}")

@@ -36,7 +36,9 @@ def main() -> None:
     if params.enabled:
         originals = np.bincount(train.labels, minlength=len(classes)).tolist()
         sizes = sizes_after_oversampling(originals, params.target)
-        check_fits_in_memory(params.target, sizes, train.images.shape[1:], os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        check_fits_in_memory(
+            params.target, sizes, train.images.shape[1:], os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        )
         for warning in heavy_oversampling(originals, sizes, classes):
             print(f"warning: augment: {warning}", file=sys.stderr)
         # New ids start past every id in any split, so provenance can never point at val/test.
@@ -48,7 +50,10 @@ def main() -> None:
         result, sources = train, train.ids.copy()
     with atomic_dir(args.out) as tmp:
         save_split(tmp, result)
-    rows = [{"id": int(i), "source_id": int(s), "label": classes[int(label)]} for i, s, label in zip(result.ids, sources, result.labels)]
+    rows = [
+        {"id": int(i), "source_id": int(s), "label": classes[int(label)]}
+        for i, s, label in zip(result.ids, sources, result.labels)
+    ]
     write_csv(args.provenance, rows, ("id", "source_id", "label"))
     preview_grid(args.preview, result, sources, classes)
     if args.samples is not None:

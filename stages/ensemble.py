@@ -25,7 +25,9 @@ def main() -> None:
     parser.add_argument("--processed", type=Path, required=True, help="the split stage's folder")
     parser.add_argument("--predictions", type=Path, required=True, help="folder of <model>.csv test predictions")
     parser.add_argument("--metrics", type=Path, required=True, help="headline scores JSON for dvc metrics")
-    parser.add_argument("--details", type=Path, required=True, help="JSON of every score, per class too, for the report")
+    parser.add_argument(
+        "--details", type=Path, required=True, help="JSON of every score, per class too, for the report"
+    )
     parser.add_argument("--figures", type=Path, required=True, help="folder for confusion.png")
     parser.add_argument("--out-predictions", type=Path, required=True)
     args = parser.parse_args()
@@ -52,7 +54,9 @@ def main() -> None:
     write_json(args.metrics, headline(scores, "test"))
     write_predictions(args.out_predictions, ids, y_true, y_pred, classes)
     confusion_figure(args.figures / "confusion.png", y_true, y_pred, classes, "ensemble (test)")
-    print(f"ensemble of {', '.join(params.models)}: accuracy {scores['accuracy']:.4f}, f1_macro {scores['f1_macro']:.4f}")
+    print(
+        f"ensemble of {', '.join(params.models)}: accuracy {scores['accuracy']:.4f}, f1_macro {scores['f1_macro']:.4f}"
+    )
 
 
 def write_no_ensemble(args: argparse.Namespace, classes: list[str]) -> None:

@@ -31,7 +31,9 @@ def main() -> None:
     parser.add_argument("--processed", type=Path, required=True, help="the split stage's folder")
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True, help="headline scores JSON for dvc metrics")
-    parser.add_argument("--details", type=Path, required=True, help="JSON of every score, per class too, for the report")
+    parser.add_argument(
+        "--details", type=Path, required=True, help="JSON of every score, per class too, for the report"
+    )
     parser.add_argument("--predictions", type=Path, required=True, help="id,actual,predicted CSV for dvc plots")
     parser.add_argument("--figures", type=Path, required=True, help="folder for confusion.png and misclassified.png")
     args = parser.parse_args()
@@ -58,7 +60,9 @@ def main() -> None:
     write_predictions(args.predictions, test.ids, test.labels, y_pred, classes)
     args.figures.mkdir(parents=True, exist_ok=True)
     confusion_figure(args.figures / "confusion.png", test.labels, y_pred, classes, f"{args.model} (test)")
-    misclassified_grid(args.figures / "misclassified.png", test.images, test.labels, y_pred, classes, params.misclassified)
+    misclassified_grid(
+        args.figures / "misclassified.png", test.images, test.labels, y_pred, classes, params.misclassified
+    )
     print(f"evaluate@{args.model}: accuracy {scores['accuracy']:.4f}, f1_macro {scores['f1_macro']:.4f}")
     predicted_classes = np.unique(y_pred)
     if len(predicted_classes) == 1 and len(np.unique(test.labels)) > 1:

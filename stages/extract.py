@@ -24,19 +24,39 @@ def main() -> None:
     (params,) = load_params(args.params, "extract")
     given_splits: dict[int, str] = {}
     if params.source == "folder":
-        records, removed, given_splits = select_from_folder(params.images, params.categories, params.per_category, params.seed)
+        records, removed, given_splits = select_from_folder(
+            params.images, params.categories, params.per_category, params.seed
+        )
     else:
         coco = load_coco(params.annotations)
         records, removed = select(
-            coco, params.images, params.categories, params.per_category, params.seed, params.crowd, params.other_categories
+            coco,
+            params.images,
+            params.categories,
+            params.per_category,
+            params.seed,
+            params.crowd,
+            params.other_categories,
         )
     failed_downloads = []
     if params.download:
         failed_downloads = fetch_missing(
-            records, params.images, params.download_workers, params.download_timeout, params.download_retries, params.allowed_hosts
+            records,
+            params.images,
+            params.download_workers,
+            params.download_timeout,
+            params.download_retries,
+            params.allowed_hosts,
         )
     kept, bad, selection = extract_images(
-        records, args.out, params.side_px, params.on_bad_image, params.max_bad_fraction, failed_downloads, removed, given_splits
+        records,
+        args.out,
+        params.side_px,
+        params.on_bad_image,
+        params.max_bad_fraction,
+        failed_downloads,
+        removed,
+        given_splits,
     )
     skipped = f"; skipped {len(bad)} unusable (see {args.out / BAD_IMAGES_FILE})" if bad else ""
     print(f"extract: {kept} images of {len(params.categories)} categories -> {args.out}{skipped}")
@@ -49,7 +69,9 @@ def main() -> None:
         print(f"  {line}")
     splits = sorted(set(given_splits.values()) - {""}, key=SPLIT_FOLDERS.index)
     if splits:
-        print(f"extract: pre-split dataset; each image's folder ({', '.join(splits)}) is in the manifest's given_split column")
+        print(
+            f"extract: pre-split dataset; each image's folder ({', '.join(splits)}) is in the manifest's given_split column"
+        )
 
 
 if __name__ == "__main__":

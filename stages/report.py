@@ -43,7 +43,16 @@ from imgcls.train.rebuild import rebuild_current
 
 SCORE_COLUMNS = ("accuracy [95% interval]", "precision_macro", "recall_macro", "f1_macro [95% interval]", "f1_weighted")
 OVERLAP_COLUMNS = ("model A", "model B", "both wrong", "only A wrong", "only B wrong", "exact McNemar")
-COLUMNS = ("model", "arch", *SCORE_COLUMNS, "best val f1_macro (epoch)", "params_total", "params_trainable", "train_seconds", "figures")
+COLUMNS = (
+    "model",
+    "arch",
+    *SCORE_COLUMNS,
+    "best val f1_macro (epoch)",
+    "params_total",
+    "params_trainable",
+    "train_seconds",
+    "figures",
+)
 
 
 def main() -> None:
@@ -54,10 +63,17 @@ def main() -> None:
     parser.add_argument("--details", type=Path, required=True, help="folder of <model>.json with every test score")
     parser.add_argument("--ensemble-predictions", type=Path, required=True)
     parser.add_argument("--train-metrics", type=Path, required=True, help="folder of each model's dvclive folder")
-    parser.add_argument("--out", type=Path, required=True, help="report.md; figure links assume --figures and the evaluate figures beside it")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="report.md; figure links assume --figures and the evaluate figures beside it",
+    )
     parser.add_argument("--figures", type=Path, required=True, help="folder for the report's PNG figures, beside --out")
     parser.add_argument("--curves", type=Path, required=True, help="CSV of every model's per-epoch curves")
-    parser.add_argument("--steps", type=Path, required=True, help="CSV of every model's logged step losses (train.log_every_steps)")
+    parser.add_argument(
+        "--steps", type=Path, required=True, help="CSV of every model's logged step losses (train.log_every_steps)"
+    )
     parser.add_argument(
         "--near-duplicates", type=Path, required=True, help="the split stage's near-duplicate pairs across splits"
     )
@@ -78,7 +94,9 @@ def main() -> None:
         )
     image = test.images[params.feature_image]
     trained = {
-        name: rebuild_current(args.models_dir / name / "best.pt", resolve_model(args.params, name, MODEL_NAMES), classes, preprocessing)
+        name: rebuild_current(
+            args.models_dir / name / "best.pt", resolve_model(args.params, name, MODEL_NAMES), classes, preprocessing
+        )
         for name in names
     }
     recipes, models = {name: t.recipe for name, t in trained.items()}, {name: t.model for name, t in trained.items()}
@@ -96,28 +114,44 @@ def main() -> None:
                 links.append(f"[filters]({args.figures.name}/{name}_filters.png)")
             if shapes[name] and (params.feature_layers is None or set(params.feature_layers) & set(shapes[name])):
                 feature_maps(
-                    tmp / f"{name}_features.png", models[name], image, recipes[name].mean, recipes[name].std,
-                    f"{name}: feature maps", params.feature_layers,
+                    tmp / f"{name}_features.png",
+                    models[name],
+                    image,
+                    recipes[name].mean,
+                    recipes[name].std,
+                    f"{name}: feature maps",
+                    params.feature_layers,
                 )
                 links.append(f"[feature maps]({args.figures.name}/{name}_features.png)")
             summary = read_json(args.train_metrics / name / "metrics.json")
             rows.append(
-                {"model": name, "arch": recipes[name].settings.arch, **scores[name], **interval_columns(scores[name]),
-                 "best val f1_macro (epoch)": f"{summary['best_val']['f1_macro']:.4f} ({summary['best_epoch']})",
-                 "train_seconds": f"{sum(read_json(args.train_metrics / name / 'timings.json')['epoch_seconds']):.1f}",
-                 "figures": ", ".join(links)}
+                {
+                    "model": name,
+                    "arch": recipes[name].settings.arch,
+                    **scores[name],
+                    **interval_columns(scores[name]),
+                    "best val f1_macro (epoch)": f"{summary['best_val']['f1_macro']:.4f} ({summary['best_epoch']})",
+                    "train_seconds": f"{sum(read_json(args.train_metrics / name / 'timings.json')['epoch_seconds']):.1f}",
+                    "figures": ", ".join(links),
+                }
             )
         if builds_ensemble(ensemble.models):
             _, y_true, predictions["ensemble"] = read_predictions(args.ensemble_predictions, classes)
             scores["ensemble"] = read_json(args.details / "ensemble.json")
             rows.append(
-                {"model": "ensemble", "arch": f"vote({', '.join(ensemble.models)})", **scores["ensemble"],
-                 **interval_columns(scores["ensemble"]),
-                 "params_total": sum(scores[m]["params_total"] for m in ensemble.models),
-                 "params_trainable": sum(scores[m]["params_trainable"] for m in ensemble.models),
-                 "figures": "[confusion](figures/ensemble/confusion.png)"}
+                {
+                    "model": "ensemble",
+                    "arch": f"vote({', '.join(ensemble.models)})",
+                    **scores["ensemble"],
+                    **interval_columns(scores["ensemble"]),
+                    "params_total": sum(scores[m]["params_total"] for m in ensemble.models),
+                    "params_trainable": sum(scores[m]["params_trainable"] for m in ensemble.models),
+                    "figures": "[confusion](figures/ensemble/confusion.png)",
+                }
             )
-        bar_figure(tmp / "f1_macro_by_model.png", list(scores), [s["f1_macro"] for s in scores.values()], "test macro-F1")
+        bar_figure(
+            tmp / "f1_macro_by_model.png", list(scores), [s["f1_macro"] for s in scores.values()], "test macro-F1"
+        )
         train_val_figure(tmp / "train_vs_val.png", curves)
         overlay_figure(tmp / "val_f1_macro_by_epoch.png", curves, "val_f1_macro", "val macro-F1")
     write_curves(args.curves, curves)
@@ -130,7 +164,8 @@ def main() -> None:
     warnings += twin_flag(args.near_duplicates, test.ids.tolist())
     support = np.bincount(y_true, minlength=len(classes))
     recall_rows = [
-        {"class": f"{c} ({support[i]})", **{m: s["per_class"][c]["recall"] for m, s in scores.items()}} for i, c in enumerate(classes)
+        {"class": f"{c} ({support[i]})", **{m: s["per_class"][c]["recall"] for m, s in scores.items()}}
+        for i, c in enumerate(classes)
     ]
     errors = {m: errors_per_class(y_true, p, len(classes)) for m, p in predictions.items()}
     error_rows = [{"class": c, **{m: wrong[i] for m, wrong in errors.items()}} for i, c in enumerate(classes)]
@@ -146,8 +181,13 @@ def main() -> None:
             *([f"Ensemble vs its best member: {versus_best}.", ""] if versus_best else []),
             "## Flags",
             "",
-            *([f"- {warning}" for warning in warnings] or ["None: every model beats chance, predicts more than one class, and the ensemble "
-                                                            "is not below its best member."]),
+            *(
+                [f"- {warning}" for warning in warnings]
+                or [
+                    "None: every model beats chance, predicts more than one class, and the ensemble "
+                    "is not below its best member."
+                ]
+            ),
             "",
             "## Scores (test split)",
             "",
@@ -169,8 +209,7 @@ def main() -> None:
             "ensembling. Exact McNemar: the chance of an only-A / only-B split at least that uneven if both models "
             "were equally accurate; below 0.05, their accuracies really differ.",
             "",
-            comparison_table(overlap, OVERLAP_COLUMNS, bold=())
-            if overlap else "One model: nothing to compare.\n",
+            comparison_table(overlap, OVERLAP_COLUMNS, bold=()) if overlap else "One model: nothing to compare.\n",
             "## Curves",
             "",
             f"![train vs val, per model]({args.figures.name}/train_vs_val.png)",

@@ -27,7 +27,9 @@ from imgcls.train.checkpoint import save_checkpoint
 from imgcls.train.recipe import ModelRecipe
 
 REPO = Path(__file__).resolve().parents[1]
-_IGNORED_ANYWHERE = shutil.ignore_patterns(".git", ".venv", "tests", "benchmarks", "cache", "tmp", "__pycache__", "*.egg-info")
+_IGNORED_ANYWHERE = shutil.ignore_patterns(
+    ".git", ".venv", "tests", "benchmarks", "cache", "tmp", "__pycache__", "*.egg-info"
+)
 
 
 def COPY_IGNORE(folder: str, names: list[str]) -> set[str]:
@@ -41,7 +43,14 @@ def coco_dict(images: list[tuple[int, list[tuple[int, int]]]], categories: dict[
     for image_id, members in images:
         for category_id, crowd in members:
             anns.append(
-                {"id": len(anns) + 1, "image_id": image_id, "category_id": category_id, "bbox": [0, 0, 4, 4], "area": 16.0, "iscrowd": crowd}
+                {
+                    "id": len(anns) + 1,
+                    "image_id": image_id,
+                    "category_id": category_id,
+                    "bbox": [0, 0, 4, 4],
+                    "area": 16.0,
+                    "iscrowd": crowd,
+                }
             )
     return {
         "images": [{"id": i, "file_name": f"{i:012d}.png", "width": 40, "height": 30} for i, _ in images],
@@ -86,13 +95,13 @@ def tool_env() -> dict[str, str]:
     return env
 
 
-
 def run_stage(
     stage: str, params: Path, *args: object, timeout: float = 120, **options: Any
 ) -> subprocess.CompletedProcess[str]:
     """The real `stages/<stage>.py` on `params`, output captured; `options` (cwd, env) go to subprocess.run."""
     command = [sys.executable, str(REPO / "stages" / f"{stage}.py"), "--params", str(params), *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **{"env": tool_env(), **options})
+
 
 class Repo:
     """A temporary copy of this project, driven through the real `git` and `dvc` CLIs."""
@@ -104,7 +113,9 @@ class Repo:
     def run(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(args, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+            raise AssertionError(
+                f"{' '.join(args)} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
         return result
 
     def params(self) -> dict:
@@ -218,13 +229,24 @@ class CocoCase:
         self.root = root
         self.images = root / "images"
         self.images.mkdir()
-        self.coco: dict = {"images": [], "annotations": [], "categories": [{"id": 2, "name": "cat"}, {"id": 5, "name": "dog"}]}
+        self.coco: dict = {
+            "images": [],
+            "annotations": [],
+            "categories": [{"id": 2, "name": "cat"}, {"id": 5, "name": "dog"}],
+        }
         for image_id in range(1, 41):
             name = f"{image_id:04d}.png"
             (self.images / name).write_bytes(distinct_png(image_id))
             self.coco["images"].append({"id": image_id, "file_name": name, "width": 40, "height": 30})
             self.coco["annotations"].append(
-                {"id": image_id, "image_id": image_id, "category_id": 2 if image_id % 2 else 5, "bbox": [0, 0, 4, 4], "area": 16, "iscrowd": 0}
+                {
+                    "id": image_id,
+                    "image_id": image_id,
+                    "category_id": 2 if image_id % 2 else 5,
+                    "bbox": [0, 0, 4, 4],
+                    "area": 16,
+                    "iscrowd": 0,
+                }
             )
         self.params = {
             "extract": {
@@ -244,6 +266,16 @@ class CocoCase:
     def run_extract(self) -> subprocess.CompletedProcess[str]:
         self.write()
         return subprocess.run(
-            [sys.executable, str(REPO / "stages/extract.py"), "--params", str(self.root / "params.yaml"), "--out", str(self.root / "out")],
-            capture_output=True, text=True, env=tool_env(), timeout=120,
+            [
+                sys.executable,
+                str(REPO / "stages/extract.py"),
+                "--params",
+                str(self.root / "params.yaml"),
+                "--out",
+                str(self.root / "out"),
+            ],
+            capture_output=True,
+            text=True,
+            env=tool_env(),
+            timeout=120,
         )

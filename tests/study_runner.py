@@ -75,7 +75,7 @@ def main() -> None:
     for index, study in enumerate(json.loads(studies.read_text())):
         try:
             results[study["name"]] = run_study(baseline, work / f"study{index}", study["overrides"])
-        except Exception:  # noqa: BLE001 - reported per study, so one failure does not hide the others
+        except Exception:
             results[study["name"]] = {"error": traceback.format_exc()}
     results_path.write_text(json.dumps(results))
 

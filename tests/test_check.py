@@ -13,7 +13,10 @@ from conftest import REPO, tool_env
 
 def check(params: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "imgcls.commands.predict", "check", "--params", str(params)], capture_output=True, text=True, env=tool_env(),
+        [sys.executable, "-m", "imgcls.commands.predict", "check", "--params", str(params)],
+        capture_output=True,
+        text=True,
+        env=tool_env(),
         timeout=120,
     )
 
@@ -48,7 +51,13 @@ def test_every_problem_gets_one_line_naming_its_key(tmp_path):
 
 def test_finetune_mistakes_that_dvc_would_report_first_are_named(tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["finetune"] = {"a": {"dropout": 0.3}, "b": {"from": "c"}, "c": {"from": "b"}, "net2": {"from": "cnn"}, "d": {"from": "d"}}
+    params["finetune"] = {
+        "a": {"dropout": 0.3},
+        "b": {"from": "c"},
+        "c": {"from": "b"},
+        "net2": {"from": "cnn"},
+        "d": {"from": "d"},
+    }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = check(tmp_path / "params.yaml")
     assert result.returncode == 1

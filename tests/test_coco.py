@@ -25,7 +25,9 @@ def test_image_with_one_chosen_category_is_kept_and_two_are_dropped():
     assert result == {"cat": [1, 2], "dog": [4]}
 
 
-@pytest.mark.parametrize(("rule", "expected"), [("disqualify", {"cat": [2], "dog": []}), ("ignore", {"cat": [1, 2], "dog": []})])
+@pytest.mark.parametrize(
+    ("rule", "expected"), [("disqualify", {"cat": [2], "dog": []}), ("ignore", {"cat": [1, 2], "dog": []})]
+)
 def test_crowd_rule(rule, expected):
     assert eligible([(1, [(1, 0), (1, 1)]), (2, [(1, 0)])], crowd=rule) == expected
 
@@ -72,10 +74,21 @@ def test_not_a_coco_file_is_refused():
 
 def test_each_removed_image_is_counted_under_the_rule_that_removed_it():
     images = [
-        (1, [(1, 0)]), (2, [(1, 0), (1, 1)]), (3, [(1, 0), (7, 0)]), (4, [(1, 0), (3, 0)]), (5, [(3, 1)]), (6, []), (7, [(7, 0)]),
+        (1, [(1, 0)]),
+        (2, [(1, 0), (1, 1)]),
+        (3, [(1, 0), (7, 0)]),
+        (4, [(1, 0), (3, 0)]),
+        (5, [(3, 1)]),
+        (6, []),
+        (7, [(7, 0)]),
     ]
     _, removed = classified(images)
-    assert removed == {"cat": {"crowd": 1, "other_categories": 1, "several_categories": 1}, "dog": {"several_categories": 1, "crowd": 1}}
+    assert removed == {
+        "cat": {"crowd": 1, "other_categories": 1, "several_categories": 1},
+        "dog": {"several_categories": 1, "crowd": 1},
+    }
     kept, removed = classified(images, crowd="ignore", other="ignore")
     assert kept == {"cat": [1, 2, 3], "dog": []}
-    assert removed == {"cat": {"several_categories": 1}, "dog": {"several_categories": 1, "crowd": 1}}, "a crowd alone is never a label"
+    assert removed == {"cat": {"several_categories": 1}, "dog": {"several_categories": 1, "crowd": 1}}, (
+        "a crowd alone is never a label"
+    )

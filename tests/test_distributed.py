@@ -34,14 +34,37 @@ def train(tmp_path, nproc):
     if not processed.exists():
         processed_folder(processed, ["a", "b", "c"], train=packed(96, 1), val=packed(30, 2))
     params = tmp_path / f"params{nproc}.yaml"
-    params.write_text(yaml.safe_dump({
-        "train": {"epochs": EPOCHS, "batch_size": 32, "lr": 0.003, "crop_padding": 0, "hflip": False, "nproc": nproc, "device": "cpu"},
-        "models": {"net1": {}},
-    }))
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "train": {
+                    "epochs": EPOCHS,
+                    "batch_size": 32,
+                    "lr": 0.003,
+                    "crop_padding": 0,
+                    "hflip": False,
+                    "nproc": nproc,
+                    "device": "cpu",
+                },
+                "models": {"net1": {}},
+            }
+        )
+    )
     out = tmp_path / f"run{nproc}"
     result = run_stage(
-        "train", params, "--model", "net1", "--processed", processed, "--train-data", processed / "train",
-        "--out", out / "models", "--live", out / "live", timeout=300,
+        "train",
+        params,
+        "--model",
+        "net1",
+        "--processed",
+        processed,
+        "--train-data",
+        processed / "train",
+        "--out",
+        out / "models",
+        "--live",
+        out / "live",
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return out, result.stdout

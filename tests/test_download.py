@@ -244,7 +244,9 @@ def test_duplicate_file_name_is_refused(server: _Server, tmp_path: Path) -> None
     assert not server.counts
 
 
-def test_decompression_bomb_is_refused_from_its_header(server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_decompression_bomb_is_refused_from_its_header(
+    server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     decoded: list[int] = []
     imdecode = cv2.imdecode
     monkeypatch.setattr(cv2, "imdecode", lambda buf, flags: decoded.append(len(buf)) or imdecode(buf, flags))

@@ -39,7 +39,9 @@ def imported_modules(tree: ast.AST) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "imgcls":
             found.add(node.module)
             # `from imgcls.train import distributed` names a module; `from imgcls.params import X` names a class.
-            found |= {f"{node.module}.{alias.name}" for alias in node.names if module_file(f"{node.module}.{alias.name}")}
+            found |= {
+                f"{node.module}.{alias.name}" for alias in node.names if module_file(f"{node.module}.{alias.name}")
+            }
     return found
 
 
@@ -94,7 +96,11 @@ def params_read(script: Path, model: set[str] = frozenset({"models.${key}"})) ->
     read: set[str] = set()
     sections: dict[str, str] = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and getattr(node.value.func, "id", "") == "load_params":
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Call)
+            and getattr(node.value.func, "id", "") == "load_params"
+        ):
             names = [a.value for a in node.value.args[1:]]
             target = node.targets[0]
             variables = [e.id for e in target.elts] if isinstance(target, ast.Tuple) else [target.id]
@@ -104,9 +110,15 @@ def params_read(script: Path, model: set[str] = frozenset({"models.${key}"})) ->
         elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "read_params_file":
             read |= {"models", "finetune"}
     for variable, section in sections.items():
-        uses = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == variable and isinstance(n.ctx, ast.Load)]
-        attributes = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and getattr(n.value, "id", None) == variable}
-        whole = len(uses) > sum(1 for n in ast.walk(tree) if isinstance(n, ast.Attribute) and getattr(n.value, "id", None) == variable)
+        uses = [
+            n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == variable and isinstance(n.ctx, ast.Load)
+        ]
+        attributes = {
+            n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and getattr(n.value, "id", None) == variable
+        }
+        whole = len(uses) > sum(
+            1 for n in ast.walk(tree) if isinstance(n, ast.Attribute) and getattr(n.value, "id", None) == variable
+        )
         read |= {section} if whole or not attributes else {f"{section}.{a}" for a in attributes}
     return read
 

@@ -44,8 +44,14 @@ def test_every_declared_dependency_is_pinned_with_hashes():
 
 
 def test_the_environment_under_test_is_the_locked_one():
-    applicable = {name: version for name, (version, marker, _) in locked().items() if marker is None or Marker(marker).evaluate()}
+    applicable = {
+        name: version for name, (version, marker, _) in locked().items() if marker is None or Marker(marker).evaluate()
+    }
     installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
     # A local build tag ("2.14.1+cu130") is the same release as the locked "2.14.1".
-    differing = {name: (version, installed.get(name)) for name, version in applicable.items() if installed.get(name, "").split("+")[0] != version}
+    differing = {
+        name: (version, installed.get(name))
+        for name, version in applicable.items()
+        if installed.get(name, "").split("+")[0] != version
+    }
     assert not differing, f"installed versions differ from requirements.lock (locked, installed): {differing}"

@@ -46,12 +46,16 @@ def test_automatic_picks_skip_maps_of_2x2_or_smaller(tmp_path: Path, name: str, 
 
 
 def test_named_layers_are_drawn_in_the_order_given(tmp_path: Path) -> None:
-    drawn = feature_maps(tmp_path / "f.png", _model("cnn", 32), _image(32), *IMAGENET, "cnn", ["features.13", "features.0"])
+    drawn = feature_maps(
+        tmp_path / "f.png", _model("cnn", 32), _image(32), *IMAGENET, "cnn", ["features.13", "features.0"]
+    )
     assert list(drawn.items()) == [("features.13", (64, 16, 16)), ("features.0", (32, 32, 32))]
 
 
 def test_a_named_layer_another_model_has_is_left_out(tmp_path: Path) -> None:
-    drawn = feature_maps(tmp_path / "f.png", _model("net1", 32), _image(32), *IMAGENET, "net1", ["layer2.1.conv1", "features.3"])
+    drawn = feature_maps(
+        tmp_path / "f.png", _model("net1", 32), _image(32), *IMAGENET, "net1", ["layer2.1.conv1", "features.3"]
+    )
     assert drawn == {"features.3": (32, 13, 13)}
 
 
@@ -65,7 +69,9 @@ def test_a_model_with_none_of_the_named_layers_names_its_conv_layers(tmp_path: P
     # features.1 exists but is an activation, not a convolution.
     message = r"report\.feature_layers: .*\['features\.4', 'features\.1'\].*features\.0 \(16x30x30\), features\.3 \(32x13x13\)"
     with pytest.raises(ImgclsError, match=message):
-        feature_maps(tmp_path / "f.png", _model("net1", 32), _image(32), *IMAGENET, "net1", ["features.4", "features.1"])
+        feature_maps(
+            tmp_path / "f.png", _model("net1", 32), _image(32), *IMAGENET, "net1", ["features.4", "features.1"]
+        )
     assert not (tmp_path / "f.png").exists()
 
 
@@ -91,14 +97,22 @@ def test_a_layer_some_model_has_passes_the_all_models_check() -> None:
     shapes = {name: conv_shapes(_model(name, 32), 32) for name in ("net1", "resnet18")}
     check_feature_layers(["features.3", "layer2.1.conv1"], shapes)
     check_feature_layers(None, shapes)
-    with pytest.raises(ImgclsError, match=r"report\.feature_layers: no model has a convolution named \['layer9'\].*net1: features\.0.*resnet18: conv1"):
+    with pytest.raises(
+        ImgclsError,
+        match=r"report\.feature_layers: no model has a convolution named \['layer9'\].*net1: features\.0.*resnet18: conv1",
+    ):
         check_feature_layers(["features.3", "layer9"], shapes)
 
 
 def test_feature_layers_key() -> None:
     assert parse_section("report", {}).feature_layers is None
-    assert parse_section("report", {"feature_layers": ["features.0", "conv1"]}).feature_layers == ["features.0", "conv1"]
-    with pytest.raises(ImgclsError, match=r"report\.feature_layers: feature_layers must be unique; repeated: \['conv1'\]"):
+    assert parse_section("report", {"feature_layers": ["features.0", "conv1"]}).feature_layers == [
+        "features.0",
+        "conv1",
+    ]
+    with pytest.raises(
+        ImgclsError, match=r"report\.feature_layers: feature_layers must be unique; repeated: \['conv1'\]"
+    ):
         parse_section("report", {"feature_layers": ["conv1", "conv1"]})
     with pytest.raises(ImgclsError, match=r"report\.feature_layers"):
         parse_section("report", {"feature_layers": []})

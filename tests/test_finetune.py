@@ -21,11 +21,14 @@ def write_params(tmp_path: Path, params: dict) -> Path:
 
 
 def test_a_finetune_entry_inherits_its_source_and_overlays_its_own_keys(tmp_path):
-    path = write_params(tmp_path, {
-        "train": {"lr": 0.001, "epochs": 8},
-        "models": {"cnn": {"epochs": 5, "dropout": 0.0}, "mine": {"arch": "net2", "lr": 0.01}},
-        "finetune": {"cnn_dropout": {"from": "cnn", "dropout": 0.3, "lr": 0.0003}, "mine_more": {"from": "mine"}},
-    })
+    path = write_params(
+        tmp_path,
+        {
+            "train": {"lr": 0.001, "epochs": 8},
+            "models": {"cnn": {"epochs": 5, "dropout": 0.0}, "mine": {"arch": "net2", "lr": 0.01}},
+            "finetune": {"cnn_dropout": {"from": "cnn", "dropout": 0.3, "lr": 0.0003}, "mine_more": {"from": "mine"}},
+        },
+    )
     tuned = resolve_model(path, "cnn_dropout", MODEL_NAMES)
     assert (tuned.arch, tuned.init_from, tuned.options["dropout"]) == ("cnn", "cnn", 0.3)
     assert (tuned.train.lr, tuned.train.epochs) == (0.0003, 5)
@@ -41,7 +44,10 @@ def test_a_finetune_entry_inherits_its_source_and_overlays_its_own_keys(tmp_path
         ({"x": {"dropout": 0.3}}, r"finetune.x.from: missing; expected a mapping with from:"),
         ({"x": {"from": "x"}}, r"finetune.x.from: 'x' is this entry itself"),
         ({"x": {"from": "y"}, "y": {"from": "x"}}, r"finetune.x.from: 'y' makes a cycle \(x -> y -> x\)"),
-        ({"x": {"from": "y"}, "y": {"from": "cnn"}}, r"finetune.x.from: 'y' is a finetune: entry, not a key of models:; start from its model 'cnn'"),
+        (
+            {"x": {"from": "y"}, "y": {"from": "cnn"}},
+            r"finetune.x.from: 'y' is a finetune: entry, not a key of models:; start from its model 'cnn'",
+        ),
         ({"cnn": {"from": "cnn"}}, r"finetune.cnn: also a key of models:"),
         ({"x": {"from": "cnn", "epoch": 3}}, r"finetune.x.epoch: unknown key; did you mean 'epochs'\?"),
         ({"x": {"from": "cnn", "dropout": 1.5}}, r"finetune.x"),
@@ -60,7 +66,9 @@ def test_finetune_starts_from_the_source_checkpoint_and_reruns_when_it_changes(t
     assert "Running stage 'finetune@net1_more'" in ran and "Running stage 'train@net1'" not in ran
     source = load_checkpoint(tiny.root / "data/models/net1/best.pt")["model"]
     tuned = load_checkpoint(tiny.root / "data/models/net1_more/best.pt")["model"]
-    moved = max(float((tuned[k].float() - source[k].float()).abs().max()) for k in source if source[k].is_floating_point())
+    moved = max(
+        float((tuned[k].float() - source[k].float()).abs().max()) for k in source if source[k].is_floating_point()
+    )
     assert 0 < moved < 0.05, "one epoch at a small lr nudges net1's weights; from scratch they would be unrelated"
     assert json.loads((tiny.root / "metrics/net1_more.json").read_text())["test"]["f1_macro"] >= 0
     assert "| net1_more |" in (tiny.root / "metrics/report.md").read_text()
@@ -77,14 +85,26 @@ def test_finetune_starts_from_the_source_checkpoint_and_reruns_when_it_changes(t
 
 @pytest.mark.e2e
 def test_a_finetune_named_like_a_model_deletes_nothing_of_that_model(tiny):
-    kept = ["data/models/net2/best.pt", "metrics/net2.json", "metrics/details/net2.json", "metrics/predictions/net2.csv",
-            "metrics/figures/net2/confusion.png", "metrics/train/net2/metrics.json", "metrics/train/net2/steps.csv"]
+    kept = [
+        "data/models/net2/best.pt",
+        "metrics/net2.json",
+        "metrics/details/net2.json",
+        "metrics/predictions/net2.csv",
+        "metrics/figures/net2/confusion.png",
+        "metrics/train/net2/metrics.json",
+        "metrics/train/net2/steps.csv",
+    ]
     before = {path: (tiny.root / path).read_bytes() for path in kept}
     tiny.set_params({"finetune": {"net2": {"from": "net1"}}})
     result = tiny.run("dvc", "repro", "-s", "finetune@net2", check=False)
     assert result.returncode != 0
-    assert "finetune.net2: also a key of models:; a finetuned model needs a name of its own" in result.stdout + result.stderr
-    assert {path: (tiny.root / path).read_bytes() for path in kept} == before, "net2's checkpoint, scores and figures untouched"
+    assert (
+        "finetune.net2: also a key of models:; a finetuned model needs a name of its own"
+        in result.stdout + result.stderr
+    )
+    assert {path: (tiny.root / path).read_bytes() for path in kept} == before, (
+        "net2's checkpoint, scores and figures untouched"
+    )
 
 
 @pytest.mark.slow
@@ -92,8 +112,20 @@ def test_the_train_stage_refuses_init_for_a_model_that_is_not_a_finetune_entry(t
     path = write_params(tmp_path, {"train": {}, "models": {"net1": {}}})
     torch.save({}, tmp_path / "w.pt")
     result = run_stage(
-        "train", path, "--model", "net1", "--init", tmp_path / "w.pt", "--processed", tmp_path, "--train-data", tmp_path,
-        "--out", tmp_path / "m", "--live", tmp_path / "l",
+        "train",
+        path,
+        "--model",
+        "net1",
+        "--init",
+        tmp_path / "w.pt",
+        "--processed",
+        tmp_path,
+        "--train-data",
+        tmp_path,
+        "--out",
+        tmp_path / "m",
+        "--live",
+        tmp_path / "l",
     )
     assert result.returncode != 0 and "--init is for finetune: entries only" in result.stderr
     assert not (tmp_path / "m").exists()

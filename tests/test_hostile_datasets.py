@@ -85,7 +85,9 @@ def no_clean_dog(c: Coco) -> None:
             if ann["image_id"] % 4 == 0:
                 ann["iscrowd"] = 1
             else:
-                c.coco["annotations"].append({"id": 1000 + ann["image_id"], "image_id": ann["image_id"], "category_id": 1, "iscrowd": 0})
+                c.coco["annotations"].append(
+                    {"id": 1000 + ann["image_id"], "image_id": ann["image_id"], "category_id": 1, "iscrowd": 0}
+                )
 
 
 def dogs_missing(c: Coco) -> None:
@@ -100,13 +102,20 @@ REFUSED = {
     "duplicate image id": (image_field(1, id=1), ["image id 1 appears twice", "'0001.png'", "'0002.png'"]),
     "duplicate category id": (add_category(5, "hotdog"), ["category id 5 appears twice", "'dog'", "'hotdog'"]),
     "duplicate category name": (add_category(9, "dog"), ["category name 'dog' appears twice", "ids 5 and 9"]),
-    "one file under two image ids": (image_field(3, file_name="0003.png"), ["file_name '0003.png' is listed under image ids 3 and 4"]),
+    "one file under two image ids": (
+        image_field(3, file_name="0003.png"),
+        ["file_name '0003.png' is listed under image ids 3 and 4"],
+    ),
     "file_name symlinked out of images": (symlink_out_of_images, ["file_name '0001.png'", "outside extract.images"]),
     "image id beyond int64": (huge_id, ["images[0].id", str(2**63), "64-bit"]),
     "image id of 5000 digits": (id_of_5000_digits, ["annotations.json", "digits", "64-bit"]),
-    "JSON nested too deep": (annotation_text('{"images": ' + "[" * 100_000 + "]" * 100_000 + "}"), ["annotations.json", "nested too deeply"]),
+    "JSON nested too deep": (
+        annotation_text('{"images": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+        ["annotations.json", "nested too deeply"],
+    ),
     "class emptied by crowd and other categories": (
-        no_clean_dog, ["no single-label images for 'dog'", "crowd removed 10", "other_categories removed 10"],
+        no_clean_dog,
+        ["no single-label images for 'dog'", "crowd removed 10", "other_categories removed 10"],
     ),
     "class emptied by missing files": (dogs_missing, ["no usable images left for 'dog'", "missing_file removed 20"]),
 }
@@ -156,22 +165,30 @@ def test_real_shaped_coco_counts_what_each_rule_removed(tmp_path):
     # image id -> [(category, iscrowd)]; an empty list is an image without annotations.
     plan: dict[int, list[tuple[int, int]]] = {
         **{391895 + i: [(cat, 0)] for i in range(5)},
-        391900: [(cat, 0), (cat, 0)],        # two cats: still one category
-        391901: [(cat, 0), (cat, 1)],        # crowd
-        391902: [(cat, 0), (person, 0)],     # another category
-        391903: [(cat, 0), (dog, 0)],        # two chosen categories: counts for both
-        391904: [(cat, 0)],                  # file missing on disk
-        391905: [(cat, 0)],                  # file is not an image
+        391900: [(cat, 0), (cat, 0)],  # two cats: still one category
+        391901: [(cat, 0), (cat, 1)],  # crowd
+        391902: [(cat, 0), (person, 0)],  # another category
+        391903: [(cat, 0), (dog, 0)],  # two chosen categories: counts for both
+        391904: [(cat, 0)],  # file missing on disk
+        391905: [(cat, 0)],  # file is not an image
         **{522418 + i: [(dog, 0)] for i in range(4)},
-        522422: [(dog, 1)],                  # a crowd alone
-        522423: [(dog, 0), (person, 1)],     # crowd of another category: crowd, not other_categories
+        522422: [(dog, 1)],  # a crowd alone
+        522423: [(dog, 0), (person, 1)],  # crowd of another category: crowd, not other_categories
         **{184613 + i: [(horse, 0)] for i in range(3)},
-        318219: [], 318220: [],              # unannotated
-        554625: [(person, 0)], 554626: [(person, 0), (person, 1)],
+        318219: [],
+        318220: [],  # unannotated
+        554625: [(person, 0)],
+        554626: [(person, 0), (person, 1)],
     }
     coco: dict = {
         "info": {"description": "COCO 2017 Dataset", "version": "1.0", "year": 2017, "date_created": "2017/09/01"},
-        "licenses": [{"url": "http://creativecommons.org/licenses/by-nc-sa/2.0/", "id": 1, "name": "Attribution-NonCommercial-ShareAlike License"}],
+        "licenses": [
+            {
+                "url": "http://creativecommons.org/licenses/by-nc-sa/2.0/",
+                "id": 1,
+                "name": "Attribution-NonCommercial-ShareAlike License",
+            }
+        ],
         "images": [],
         "annotations": [],
         "categories": [
@@ -183,46 +200,101 @@ def test_real_shaped_coco_counts_what_each_rule_removed(tmp_path):
     }
     for image_id, members in plan.items():
         name = f"{image_id:012d}.jpg"
-        coco["images"].append({
-            "license": 1, "file_name": name, "coco_url": f"http://images.cocodataset.org/train2017/{name}", "height": 48, "width": 64,
-            "date_captured": "2013-11-14 11:18:45", "flickr_url": "http://farm4.staticflickr.com/1/1.jpg", "id": image_id,
-        })
+        coco["images"].append(
+            {
+                "license": 1,
+                "file_name": name,
+                "coco_url": f"http://images.cocodataset.org/train2017/{name}",
+                "height": 48,
+                "width": 64,
+                "date_captured": "2013-11-14 11:18:45",
+                "flickr_url": "http://farm4.staticflickr.com/1/1.jpg",
+                "id": image_id,
+            }
+        )
         if image_id == 391905:
             (images_dir / name).write_bytes(b"<html>403 Forbidden</html>")
         elif image_id != 391904:
             write_jpeg(images_dir / name, image_id % 250)
         for category_id, crowd in members:
-            segmentation = {"counts": [0, 12, 36, 12], "size": [48, 64]} if crowd else [[1.0, 1.0, 20.0, 1.0, 20.0, 20.0]]
-            coco["annotations"].append({
-                "segmentation": segmentation, "area": 180.5, "iscrowd": crowd, "image_id": image_id,
-                "bbox": [1.0, 1.0, 19.0, 19.0], "category_id": category_id, "id": 900100 + len(coco["annotations"]),
-            })
+            segmentation = (
+                {"counts": [0, 12, 36, 12], "size": [48, 64]} if crowd else [[1.0, 1.0, 20.0, 1.0, 20.0, 20.0]]
+            )
+            coco["annotations"].append(
+                {
+                    "segmentation": segmentation,
+                    "area": 180.5,
+                    "iscrowd": crowd,
+                    "image_id": image_id,
+                    "bbox": [1.0, 1.0, 19.0, 19.0],
+                    "category_id": category_id,
+                    "id": 900100 + len(coco["annotations"]),
+                }
+            )
     (tmp_path / "instances_train2017.json").write_text(json.dumps(coco))
     extract = {
-        "annotations": str(tmp_path / "instances_train2017.json"), "images": str(images_dir), "categories": ["cat", "dog", "horse"],
-        "side_px": 16, "on_bad_image": "skip", "max_bad_fraction": 0.2,
+        "annotations": str(tmp_path / "instances_train2017.json"),
+        "images": str(images_dir),
+        "categories": ["cat", "dog", "horse"],
+        "side_px": 16,
+        "on_bad_image": "skip",
+        "max_bad_fraction": 0.2,
     }
     result = run_extract(tmp_path, extract)
     assert result.returncode == 0, result.stderr
 
-    zero = dict.fromkeys(("hidden", "unsupported_extension", "crowd", "other_categories", "several_categories",
-                          "not_sampled", "missing_file", "download_failed", "unreadable", "duplicate"), 0)
+    zero = dict.fromkeys(
+        (
+            "hidden",
+            "unsupported_extension",
+            "crowd",
+            "other_categories",
+            "several_categories",
+            "not_sampled",
+            "missing_file",
+            "download_failed",
+            "unreadable",
+            "duplicate",
+        ),
+        0,
+    )
     assert selection(tmp_path) == {
-        "cat": {**zero, "found": 11, "crowd": 1, "other_categories": 1, "several_categories": 1, "missing_file": 1, "unreadable": 1, "kept": 6},
+        "cat": {
+            **zero,
+            "found": 11,
+            "crowd": 1,
+            "other_categories": 1,
+            "several_categories": 1,
+            "missing_file": 1,
+            "unreadable": 1,
+            "kept": 6,
+        },
         "dog": {**zero, "found": 7, "crowd": 2, "several_categories": 1, "kept": 4},
         "horse": {**zero, "found": 3, "kept": 3},
     }
-    assert "cat: 6 of 11 kept; crowd removed 1, other_categories removed 1, several_categories removed 1, missing_file removed 1, unreadable removed 1" in result.stdout
+    assert (
+        "cat: 6 of 11 kept; crowd removed 1, other_categories removed 1, several_categories removed 1, missing_file removed 1, unreadable removed 1"
+        in result.stdout
+    )
     with open(tmp_path / "out" / "manifest.csv", newline="") as f:
         kept = {int(row["id"]): row["category"] for row in csv.DictReader(f)}
     assert kept == {
-        **{391895 + i: "cat" for i in range(6)}, **{522418 + i: "dog" for i in range(4)}, **{184613 + i: "horse" for i in range(3)},
+        **{391895 + i: "cat" for i in range(6)},
+        **{522418 + i: "dog" for i in range(4)},
+        **{184613 + i: "horse" for i in range(3)},
     }
 
     sampled = run_extract(tmp_path, {**extract, "categories": ["dog", "horse"], "per_category": 2})
     assert sampled.returncode == 0, sampled.stderr
     assert selection(tmp_path) == {
-        "dog": {**zero, "found": 7, "crowd": 2, "other_categories": 1, "not_sampled": 2, "kept": 2},  # cat is not chosen now
+        "dog": {
+            **zero,
+            "found": 7,
+            "crowd": 2,
+            "other_categories": 1,
+            "not_sampled": 2,
+            "kept": 2,
+        },  # cat is not chosen now
         "horse": {**zero, "found": 3, "not_sampled": 1, "kept": 2},
     }
 
@@ -234,24 +306,52 @@ def make_folder(root: Path, files: dict[str, bytes]) -> None:
 
 
 def folder_extract(root: Path, categories: list[str]) -> dict:
-    return {"source": "folder", "annotations": str(root), "images": str(root), "categories": categories, "side_px": 16, "on_bad_image": "fail"}
+    return {
+        "source": "folder",
+        "annotations": str(root),
+        "images": str(root),
+        "categories": categories,
+        "side_px": 16,
+        "on_bad_image": "fail",
+    }
 
 
 def test_folder_hidden_and_unsupported_files_are_counted_not_read(tmp_path):
     root = tmp_path / "pets"
-    make_folder(root, {
-        "cat/a.png": distinct_png(1), "cat/b.png": distinct_png(2), "cat/.thumb.png": GOOD_PNG,
-        "cat/._b.png": b"\x00\x05\x16\x07 AppleDouble", "cat/imageNotFound.gif": GIF, "cat/notes.txt": b"scraped from flickr",
-        "dog/c.png": distinct_png(3), "dog/d.png": distinct_png(4),
-    })
+    make_folder(
+        root,
+        {
+            "cat/a.png": distinct_png(1),
+            "cat/b.png": distinct_png(2),
+            "cat/.thumb.png": GOOD_PNG,
+            "cat/._b.png": b"\x00\x05\x16\x07 AppleDouble",
+            "cat/imageNotFound.gif": GIF,
+            "cat/notes.txt": b"scraped from flickr",
+            "dog/c.png": distinct_png(3),
+            "dog/d.png": distinct_png(4),
+        },
+    )
     (root / "cat" / "gone.png").symlink_to(Path("../.pool/deleted.png"))
     result = run_extract(tmp_path, folder_extract(root, ["cat", "dog"]))
     assert result.returncode == 0, result.stderr
     with open(tmp_path / "out" / "manifest.csv", newline="") as f:
-        assert sorted(row["source_file"] for row in csv.DictReader(f)) == ["cat/a.png", "cat/b.png", "dog/c.png", "dog/d.png"]
+        assert sorted(row["source_file"] for row in csv.DictReader(f)) == [
+            "cat/a.png",
+            "cat/b.png",
+            "dog/c.png",
+            "dog/d.png",
+        ]
     cat = selection(tmp_path)["cat"]
-    assert (cat["found"], cat["hidden"], cat["unsupported_extension"], cat["missing_file"], cat["kept"]) == (7, 2, 2, 1, 2)
-    assert "cat: 2 of 7 kept; hidden removed 2, unsupported_extension removed 2, missing_file removed 1" in result.stdout
+    assert (cat["found"], cat["hidden"], cat["unsupported_extension"], cat["missing_file"], cat["kept"]) == (
+        7,
+        2,
+        2,
+        1,
+        2,
+    )
+    assert (
+        "cat: 2 of 7 kept; hidden removed 2, unsupported_extension removed 2, missing_file removed 1" in result.stdout
+    )
 
 
 def test_folder_class_without_images_names_the_rules(tmp_path):

@@ -55,13 +55,22 @@ def many_broken(case: CocoCase) -> None:
 
 
 HOSTILE = {
-    "annotation file missing": (set_extract(annotations="/nonexistent/instances.json"), "extract.annotations: file not found"),
+    "annotation file missing": (
+        set_extract(annotations="/nonexistent/instances.json"),
+        "extract.annotations: file not found",
+    ),
     "annotation file empty": (set_annotations(b""), "is empty; expected a COCO instances JSON"),
     "annotation file malformed": (set_annotations(b'{"images": [ '), "is not valid JSON"),
-    "annotation file not COCO": (set_annotations(b"[1, 2]"), "must hold a JSON object with images, annotations, categories"),
+    "annotation file not COCO": (
+        set_annotations(b"[1, 2]"),
+        "must hold a JSON object with images, annotations, categories",
+    ),
     "image entry without width": (lambda c: c.coco["images"][3].pop("width"), "images[3].width must be int, got None"),
     "category not in file": (set_extract(categories=["cat", "dgo"]), "'dgo' (did you mean 'dog'?)"),
-    "per_category too large": (set_extract(per_category=50), "extract.per_category: 50 asked but category 'cat' has only 20"),
+    "per_category too large": (
+        set_extract(per_category=50),
+        "extract.per_category: 50 asked but category 'cat' has only 20",
+    ),
     "absolute file_name": (set_file_name("/etc/passwd"), "file_name '/etc/passwd' must be a plain file name"),
     "file_name with ..": (set_file_name("../secret.png"), "file_name '../secret.png' must be a plain file name"),
     "file_name with separator": (set_file_name("sub/0001.png"), "file_name 'sub/0001.png' must be a plain file name"),
@@ -70,13 +79,25 @@ HOSTILE = {
     "truncated PNG": (write_image(GOOD_PNG[: len(GOOD_PNG) // 2]), "0001.png: could not be decoded"),
     "not an image": (write_image(b"GIF? no, plain text"), "0001.png: not an image in a known format"),
     "decompression bomb": (write_image(png_claiming(100_000, 100_000)), "claims 100000x100000 pixels"),
-    "size differs from annotation": (lambda c: c.coco["images"][0].update(width=41), "image is 40x30 but the annotation says 41x30"),
+    "size differs from annotation": (
+        lambda c: c.coco["images"][0].update(width=41),
+        "image is 40x30 but the annotation says 41x30",
+    ),
     "too many bad images in skip mode": (many_broken, "extract.max_bad_fraction: 5 of 40 images (12.5%) are unusable"),
     "typo in a key": (set_extract(per_categroy=5), "extract.per_categroy: unknown key; did you mean 'per_category'?"),
-    "typo in another stage's key": (lambda c: c.params.update(train={"learning_rate": 0.1}), "train.learning_rate: unknown key"),
+    "typo in another stage's key": (
+        lambda c: c.params.update(train={"learning_rate": 0.1}),
+        "train.learning_rate: unknown key",
+    ),
     "unknown section": (lambda c: c.params.update(extrakt={}), "extrakt: unknown section; did you mean 'extract'?"),
-    "same picture under two labels": (write_image(distinct_png(2), 0), "0001.png (cat) and 0002.png (dog) are the same image under two labels"),
-    "folder source with a separate annotations file": (set_extract(source="folder"), "with source: folder the class sub-folders are the labels"),
+    "same picture under two labels": (
+        write_image(distinct_png(2), 0),
+        "0001.png (cat) and 0002.png (dog) are the same image under two labels",
+    ),
+    "folder source with a separate annotations file": (
+        set_extract(source="folder"),
+        "with source: folder the class sub-folders are the labels",
+    ),
 }
 
 
@@ -88,7 +109,9 @@ def test_extract_refuses_hostile_input(tmp_path, breakage):
     result = case.run_extract()
     assert result.returncode != 0, result.stdout
     assert message in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr and "[ WARN" not in result.stderr, "only the project's own line, not OpenCV's log"
+    assert "Traceback" not in result.stderr and "[ WARN" not in result.stderr, (
+        "only the project's own line, not OpenCV's log"
+    )
     assert not (tmp_path / "out").exists(), "no half-written output"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")], "no temporary leftovers"
 
@@ -123,7 +146,11 @@ def test_a_picture_listed_twice_is_kept_once_and_counted(tmp_path):
 
 
 PARAM_CASES = {
-    "fractions do not sum to 1": ("split", {"fractions": [0.5, 0.3, 0.3]}, "split.fractions: fractions [train, val, test] must sum to 1"),
+    "fractions do not sum to 1": (
+        "split",
+        {"fractions": [0.5, 0.3, 0.3]},
+        "split.fractions: fractions [train, val, test] must sum to 1",
+    ),
     "negative fraction": ("split", {"fractions": [1.2, -0.1, -0.1]}, "every fraction must be > 0"),
     "zero lr": ("train", {"lr": 0}, "train.lr: Input should be greater than 0"),
     "negative lr": ("train", {"lr": -0.1}, "train.lr: Input should be greater than 0"),
@@ -148,7 +175,10 @@ def write_params(tmp_path: Path, params: dict) -> Path:
 
 def test_unknown_model_lists_valid_ones(tmp_path):
     path = write_params(tmp_path, {"train": {}, "models": {"resnt18": {}}})
-    with pytest.raises(ImgclsError, match=r"models.resnt18: unknown architecture 'resnt18' \(did you mean 'resnet18'\?\); valid: .*net1"):
+    with pytest.raises(
+        ImgclsError,
+        match=r"models.resnt18: unknown architecture 'resnt18' \(did you mean 'resnet18'\?\); valid: .*net1",
+    ):
         resolve_model(path, "resnt18", MODEL_NAMES)
 
 
@@ -164,4 +194,6 @@ def test_dvc_exp_run_strings_become_numbers(tmp_path):
     settings = resolve_model(path, "net1", MODEL_NAMES)
     assert isinstance(settings.train.lr, float) and settings.train.lr == pytest.approx(1e-5)
     assert settings.train.weight_decay == pytest.approx(5e-4)
-    assert resolve_model(write_params(tmp_path, {"train": {"lr": "1e-07"}, "models": {"net2": {}}}), "net2", MODEL_NAMES).train.lr == pytest.approx(1e-7)
+    assert resolve_model(
+        write_params(tmp_path, {"train": {"lr": "1e-07"}, "models": {"net2": {}}}), "net2", MODEL_NAMES
+    ).train.lr == pytest.approx(1e-7)

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.e2e
 
 
 def test_killed_training_resumes_to_the_same_metrics(repo):
-    repo.set_params({"extract": {"categories": ["zero", "one", "two", "three"], "per_category": 60}, "train": {"epochs": 4}})
+    repo.set_params(
+        {"extract": {"categories": ["zero", "one", "two", "three"], "per_category": 60}, "train": {"epochs": 4}}
+    )
     params = repo.params()
     params["models"] = {"cnn": {}, "net1": {"epochs": 1}}
     params["ensemble"] = {"models": ["cnn", "net1"], "tie_break": "cnn"}
@@ -23,7 +25,11 @@ def test_killed_training_resumes_to_the_same_metrics(repo):
 
     last = repo.root / "data/models/cnn/last.pt"
     process = subprocess.Popen(
-        ["dvc", "repro", "train@cnn"], cwd=repo.root, env=repo.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ["dvc", "repro", "train@cnn"],
+        cwd=repo.root,
+        env=repo.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     deadline = time.monotonic() + 300

@@ -1,6 +1,5 @@
 """Linear probe (`probe: true`): the head trained alone on a frozen backbone's L2-normalised features, computed once."""
 
-
 import numpy as np
 import pytest
 import torch
@@ -20,7 +19,9 @@ from imgcls.train.loop import predict
 from imgcls.train.probe import cache_features
 
 CPU = torch.device("cpu")
-PROBE = TrainParams(epochs=3, batch_size=16, lr=1e-2, seed=0, crop_padding=0, scheduler="step", step_size=1, gamma=0.5, device="cpu")
+PROBE = TrainParams(
+    epochs=3, batch_size=16, lr=1e-2, seed=0, crop_padding=0, scheduler="step", step_size=1, gamma=0.5, device="cpu"
+)
 
 
 def stripes(n, seed):
@@ -43,7 +44,14 @@ def probe_model(**options):
 
 def run_probe(tmp_path, train=PROBE, unfreeze_at_epoch=None, on_epoch=lambda e, r: None, **options):
     model = probe_model(**options)
-    state = fit(model, TRAIN, VAL, FitSettings(train, 3, tmp_path, "probe", CPU, unfreeze_at_epoch=unfreeze_at_epoch, on_epoch=on_epoch, log=lambda m: None))
+    state = fit(
+        model,
+        TRAIN,
+        VAL,
+        FitSettings(
+            train, 3, tmp_path, "probe", CPU, unfreeze_at_epoch=unfreeze_at_epoch, on_epoch=on_epoch, log=lambda m: None
+        ),
+    )
     return state, model
 
 
@@ -71,7 +79,9 @@ def test_the_saved_model_computes_what_the_head_was_trained_on(tmp_path):
     torch.testing.assert_close(features.norm(dim=1), torch.ones(len(VAL)))
     with torch.no_grad():
         backbone = nn.Sequential(*list(model.children())[:-1], nn.Flatten())
-        by_hand = model.fc.classifier(nn.functional.normalize(backbone(normalize(VAL.images, PROBE.normalize_mean, PROBE.normalize_std)), dim=1))
+        by_hand = model.fc.classifier(
+            nn.functional.normalize(backbone(normalize(VAL.images, PROBE.normalize_mean, PROBE.normalize_std)), dim=1)
+        )
     torch.testing.assert_close(logits, by_hand, rtol=1e-4, atol=1e-5)
     best = state.history[state.best_epoch - 1]
     assert nn.functional.cross_entropy(logits, VAL.labels).item() == pytest.approx(best["val/loss"], rel=1e-4), (
@@ -88,7 +98,9 @@ def test_a_killed_probe_resumes_to_the_same_result(tmp_path):
     resumed, resumed_model = run_probe(tmp_path / "resumed", head_dropout=0.3)
     keys = ("train/loss", "val/loss", "val/acc", "lr")
     assert [[r[k] for k in keys] for r in resumed.history] == [[r[k] for k in keys] for r in reference.history]
-    assert all(torch.equal(a, b) for a, b in zip(reference_model.state_dict().values(), resumed_model.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(reference_model.state_dict().values(), resumed_model.state_dict().values())
+    )
 
 
 @pytest.mark.parametrize(
@@ -115,7 +127,10 @@ def test_unfreezing_a_probe_is_refused(tmp_path):
     [
         ({"probe": True}, r"models.m: probe: true .* needs freeze: backbone, not none"),
         ({"probe": True, "freeze": "last_block"}, r"models.m: probe: true .* needs freeze: backbone, not last_block"),
-        ({"probe": True, "freeze": "backbone", "unfreeze_at_epoch": 3}, r"models.m: probe: true .* leave unfreeze_at_epoch empty"),
+        (
+            {"probe": True, "freeze": "backbone", "unfreeze_at_epoch": 3},
+            r"models.m: probe: true .* leave unfreeze_at_epoch empty",
+        ),
         ({"probe": "sometimes", "freeze": "backbone"}, r"models.m.probe: .*valid boolean"),
     ],
 )
@@ -130,7 +145,10 @@ def test_bad_probe_settings_in_params_yaml_name_the_key(tmp_path, entry, pattern
 def test_the_train_stage_probes_local_imagenet_weights_on_two_processes_as_on_one(tmp_path):
     """DDP syncs the head's gradients: two half-batch means average to the full-batch mean, up to summation order."""
     processed = tmp_path / "processed"
-    packed = {name: PackedSplit(split.images.permute(0, 2, 3, 1).numpy(), split.labels.numpy(), np.arange(len(split))) for name, split in (("train", TRAIN), ("val", VAL))}
+    packed = {
+        name: PackedSplit(split.images.permute(0, 2, 3, 1).numpy(), split.labels.numpy(), np.arange(len(split)))
+        for name, split in (("train", TRAIN), ("val", VAL))
+    }
     processed_folder(processed, ["a", "b", "c"], **packed)
     weights = tmp_path / "resnet18-imagenet.pth"
     torch.save(torchvision.models.resnet18().state_dict(), weights)
@@ -140,8 +158,19 @@ def test_the_train_stage_probes_local_imagenet_weights_on_two_processes_as_on_on
     params.write_text(yaml.safe_dump({"train": train, "models": {"resnet18_probe": entry}}))
     out = tmp_path / "run"
     result = run_stage(
-        "train", params, "--model", "resnet18_probe", "--processed", processed, "--train-data", processed / "train",
-        "--out", out / "models", "--live", out / "live", timeout=300,
+        "train",
+        params,
+        "--model",
+        "resnet18_probe",
+        "--processed",
+        processed,
+        "--train-data",
+        processed / "train",
+        "--out",
+        out / "models",
+        "--live",
+        out / "live",
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("probe: cached the features of 48 train and 21 val images") == 1, "only rank 0 logs"
@@ -151,5 +180,7 @@ def test_the_train_stage_probes_local_imagenet_weights_on_two_processes_as_on_on
     torch.manual_seed(settings.train.seed)
     model = build_model(settings.arch, 3, 32, **settings.options)
     single = fit(model, TRAIN, VAL, FitSettings(settings.train, 3, tmp_path / "single", "x", CPU, log=lambda m: None))
-    curve = [float(line.split("\t")[1]) for line in (out / "live/plots/metrics/val/loss.tsv").read_text().splitlines()[1:]]
+    curve = [
+        float(line.split("\t")[1]) for line in (out / "live/plots/metrics/val/loss.tsv").read_text().splitlines()[1:]
+    ]
     assert curve == pytest.approx([r["val/loss"] for r in single.history], abs=1e-4)

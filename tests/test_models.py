@@ -40,10 +40,24 @@ def _minimum_in(error: ImgclsError) -> int:
 
 
 def test_registry_holds_every_specified_model() -> None:
-    assert MODEL_NAMES == tuple(sorted(MODEL_NAMES))
+    assert tuple(sorted(MODEL_NAMES)) == MODEL_NAMES
     assert set(MODEL_NAMES) == {
-        "net1", "net2", "net3", "cnn", "cnn_attention", "plain_cnn", "resnet_scratch", "medium_cnn",
-        "mish_cnn", "bn_cnn", "deep_mish_cnn", "resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0", "swin_t",
+        "net1",
+        "net2",
+        "net3",
+        "cnn",
+        "cnn_attention",
+        "plain_cnn",
+        "resnet_scratch",
+        "medium_cnn",
+        "mish_cnn",
+        "bn_cnn",
+        "deep_mish_cnn",
+        "resnet18",
+        "resnet50",
+        "mobilenet_v2",
+        "efficientnet_b0",
+        "swin_t",
     }
 
 
@@ -118,10 +132,18 @@ def test_unsupported_option_names_it_and_the_accepted_ones(name: str, options: d
         ("resnet18", {"head_dropout": -0.1}, r"head_dropout -0.1 is not a probability"),
         ("resnet18", {"head_hidden": 0}, r"head_hidden 0 is not a layer width"),
         ("resnet18", {"pretrained": "yes"}, r"pretrained 'yes' is not a boolean"),
-        ("resnet18", {"pretrained": True, "weights_path": "w.pth"}, r"pretrained and weights_path 'w.pth' were both given"),
+        (
+            "resnet18",
+            {"pretrained": True, "weights_path": "w.pth"},
+            r"pretrained and weights_path 'w.pth' were both given",
+        ),
         ("resnet18", {"probe": "yes", "freeze": "backbone"}, r"probe 'yes' is not a boolean"),
         ("resnet18", {"probe": True}, r"probe .* needs freeze 'backbone', not 'none'"),
-        ("mobilenet_v2", {"probe": True, "freeze": "last_block"}, r"probe .* needs freeze 'backbone', not 'last_block'"),
+        (
+            "mobilenet_v2",
+            {"probe": True, "freeze": "last_block"},
+            r"probe .* needs freeze 'backbone', not 'last_block'",
+        ),
     ],
 )
 def test_bad_option_values_are_user_errors(name: str, options: dict, pattern: str) -> None:
@@ -152,7 +174,9 @@ def test_head_replacement_shapes(hidden: int | None) -> None:
 @pytest.mark.parametrize("name", sorted(HEAD))
 def test_freeze_modes_set_requires_grad(name: str, freeze: str) -> None:
     model = build_model(name, 3, 32, freeze=freeze)
-    trainable_prefixes = {"none": ("",), "backbone": (HEAD[name],), "last_block": (HEAD[name], *LAST_BLOCK[name])}[freeze]
+    trainable_prefixes = {"none": ("",), "backbone": (HEAD[name],), "last_block": (HEAD[name], *LAST_BLOCK[name])}[
+        freeze
+    ]
     for parameter_name, parameter in model.named_parameters():
         assert parameter.requires_grad == parameter_name.startswith(trainable_prefixes), parameter_name
     assert conv_layers(model)[0].weight.requires_grad == (freeze == "none")
@@ -179,7 +203,9 @@ def test_frozen_batchnorm_layers_stay_in_eval_mode_until_unfrozen(name: str, fre
         assert {n for n, m in layers.items() if m.training} == (trains if mode else set())
     assert {n for n, m in layers.items() if frozen_batchnorm(m)} == layers.keys() - trains
     unfreeze_all(model)
-    assert all(m.training and not frozen_batchnorm(m) for m in layers.values()), "unfrozen, they follow the model's mode"
+    assert all(m.training and not frozen_batchnorm(m) for m in layers.values()), (
+        "unfrozen, they follow the model's mode"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(HEAD))
@@ -188,7 +214,9 @@ def test_probe_puts_l2_normalisation_in_front_of_the_head(name: str) -> None:
     model = build_model(name, 3, 32, freeze="backbone", probe=True).eval()
     head = probe_head(model)
     inputs = {}
-    getattr(model, HEAD[name][:-1]).register_forward_pre_hook(lambda module, args: inputs.setdefault("features", args[0]))
+    getattr(model, HEAD[name][:-1]).register_forward_pre_hook(
+        lambda module, args: inputs.setdefault("features", args[0])
+    )
     head.register_forward_pre_hook(lambda module, args: inputs.setdefault("head", args[0]))
     with torch.no_grad():
         logits = model(torch.randn(2, 3, 32, 32))
@@ -237,7 +265,9 @@ def test_weights_path_errors_name_the_file_and_the_mismatch(tmp_path) -> None:
     random_bytes.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     with pytest.raises(ImgclsError) as error:
         build_model("resnet18", 3, 32, weights_path=random_bytes)
-    assert "\n" not in str(error.value) and "file an issue" not in str(error.value), "one line of ours, not torch's paragraph"
+    assert "\n" not in str(error.value) and "file an issue" not in str(error.value), (
+        "one line of ours, not torch's paragraph"
+    )
     assert "random.pth' could not be read as a state_dict" in str(error.value)
 
     other_architecture = tmp_path / "mobilenet.pth"
@@ -359,7 +389,10 @@ def test_cnn_at_224_px_for_two_classes_has_the_textbook_parameter_count() -> Non
     assert count_parameters(build_model("cnn", 2, 224))[0] == 26_172_994
 
 
-@pytest.mark.parametrize(("name", "default", "count"), [("cnn", 0.5, 1), ("cnn_attention", 0.5, 1), ("medium_cnn", 0.5, 2), ("plain_cnn", 0.0, 1)])
+@pytest.mark.parametrize(
+    ("name", "default", "count"),
+    [("cnn", 0.5, 1), ("cnn_attention", 0.5, 1), ("medium_cnn", 0.5, 2), ("plain_cnn", 0.0, 1)],
+)
 def test_dropout_option_sets_every_classifier_dropout(name: str, default: float, count: int) -> None:
     rates = lambda model: [m.p for m in model.modules() if isinstance(m, nn.Dropout)]
     assert rates(build_model(name, 3, 32)) == [default] * count

@@ -26,7 +26,9 @@ def jpeg_copy(image: np.ndarray) -> np.ndarray:
 
 def test_a_reencoded_or_brightened_copy_is_near_and_other_images_are_not():
     images = digits(40)
-    hashes = phash(np.concatenate([images, [jpeg_copy(images[0])], [np.clip(images[1].astype(int) + 25, 0, 255).astype(np.uint8)]]))
+    hashes = phash(
+        np.concatenate([images, [jpeg_copy(images[0])], [np.clip(images[1].astype(int) + 25, 0, 255).astype(np.uint8)]])
+    )
     distance = np.bitwise_count(hashes[:, None, :] ^ hashes[None, :, :]).sum(axis=-1)
     assert distance[0, 40] <= 4 and distance[1, 41] <= 4
     others = distance[:40, :40][np.triu_indices(40, 1)]
@@ -44,7 +46,10 @@ def test_only_pairs_in_different_splits_are_listed(tmp_path):
     path = tmp_path / "near_duplicates.csv"
     ids, labels = np.array([10, 11, 12, 13, 14, 15]), np.array([0, 1, 1, 0, 0, 1])
     write_near_duplicates(path, pairs, ids, labels, assignment, ["a", "b"])
-    assert path.read_text().splitlines() == ["id_a,split_a,label_a,id_b,split_b,label_b,distance", "13,train,a,12,test,b,0"]
+    assert path.read_text().splitlines() == [
+        "id_a,split_a,label_a,id_b,split_b,label_b,distance",
+        "13,train,a,12,test,b,0",
+    ]
     [flag] = twin_flag(path, [12, 16])
     assert flag.startswith("test split: 1 of 2 test images have a near-twin in train") and flag.endswith("ids 12")
     assert twin_flag(path, [16]) == []

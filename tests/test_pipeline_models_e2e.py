@@ -34,7 +34,9 @@ def test_train_evaluate_and_experiments(tiny):
 
     # One model's setting reruns only that model (plus the cheap aggregates).
     tiny.set_params({"models": {"net2": {"epochs": 2}}})
-    ran = {line.split("'")[1] for line in tiny.run("dvc", "repro").stdout.splitlines() if line.startswith("Running stage")}
+    ran = {
+        line.split("'")[1] for line in tiny.run("dvc", "repro").stdout.splitlines() if line.startswith("Running stage")
+    }
     assert {"train@net2", "evaluate@net2"} <= ran <= {"train@net2", "evaluate@net2", "ensemble", "report"}
     tiny.commit("net2 for two epochs")
 
@@ -73,8 +75,12 @@ def assert_a_review_fits_on_one_screen(tiny):
     assert {row["model"] for row in steps} == {"net1", "net2"}
     assert all(int(row["step"]) % 2 == 0 and float(row["loss"]) > 0 for row in steps), "every second step, as TINY sets"
     images = {path for path, entries in plots.items() if entries and entries[0]["type"] == "image"}
-    for expected in ("metrics/figures/net1/confusion.png", "metrics/figures/ensemble/confusion.png",
-                     "metrics/report/f1_macro_by_model.png", "metrics/dataset/class_samples.png"):
+    for expected in (
+        "metrics/figures/net1/confusion.png",
+        "metrics/figures/ensemble/confusion.png",
+        "metrics/report/f1_macro_by_model.png",
+        "metrics/dataset/class_samples.png",
+    ):
         assert any(path.endswith(expected) for path in images), sorted(images)
 
     first = (tiny.root / "metrics/report.md").read_text().splitlines()[0]
@@ -95,11 +101,15 @@ def test_one_model_runs_without_an_ensemble(tiny):
     tiny.write_params(params)
     tiny.run("dvc", "repro")
     assert json.loads((tiny.root / "metrics/ensemble.json").read_text()) == {"members": 0}
-    assert (tiny.root / "metrics/ensemble_predictions.csv").read_text().splitlines() == ["id,actual,predicted,actual_index,predicted_index"]
+    assert (tiny.root / "metrics/ensemble_predictions.csv").read_text().splitlines() == [
+        "id,actual,predicted,actual_index,predicted_index"
+    ]
     report = (tiny.root / "metrics/report.md").read_text()
     assert "\n| net1 |" in report and "| ensemble |" not in report and "net2" not in report
     shown = json.loads(tiny.run("dvc", "metrics", "show", "--json").stdout)
     assert any("metrics/ensemble.json" in json.dumps(entry) for entry in shown.values())
     plots = json.loads(tiny.run("dvc", "plots", "show", "--json").stdout)["data"]
-    assert {row["model"] for row in plots["Validation macro-F1 by epoch, every model"][0]["content"]["data"]["values"]} == {"net1"}
+    assert {
+        row["model"] for row in plots["Validation macro-F1 by epoch, every model"][0]["content"]["data"]["values"]
+    } == {"net1"}
     assert "up to date" in tiny.run("dvc", "status").stdout

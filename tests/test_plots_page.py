@@ -43,17 +43,32 @@ def plots_repo(tmp_path: Path) -> Path:
     root.mkdir()
     (root / "dvc.yaml").write_text("plots:\n  - acc.csv:\n      x: step\n      y: acc\n")
     (root / "acc.csv").write_text("step,acc\n0,0.111\n1,0.222\n")
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "plots"]):
+    for command in (
+        ["git", "init", "-q"],
+        ["dvc", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-q", "-m", "plots"],
+    ):
         subprocess.run(command, cwd=root, env=tool_env(), check=True, capture_output=True, timeout=120)
     (root / "acc.csv").write_text("step,acc\n0,0.333\n1,0.444\n")
-    subprocess.run([sys.executable, "-m", "imgcls.evaluate.plots_page", "page.html"], cwd=root, env=tool_env(), check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "imgcls.evaluate.plots_page", "page.html"],
+        cwd=root,
+        env=tool_env(),
+        check=True,
+        timeout=120,
+    )
     return root
 
 
 def dvc_plots(root: Path, *args: str) -> str:
     result = subprocess.run(
         ["dvc", "plots", *args, "--html-template", "page.html", "-o", "out"],
-        cwd=root, env=tool_env(), capture_output=True, text=True, timeout=300,
+        cwd=root,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     return (root / "out" / "index.html").read_text(encoding="utf-8")

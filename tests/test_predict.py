@@ -38,7 +38,9 @@ def write_images(folder: Path) -> list[Path]:
     rng = np.random.default_rng(0)
     layouts = {
         "a.png": rng.integers(0, 256, (30, 40, 3), dtype=np.uint8),
-        "sub/b.jpg": rng.integers(0, 256, (120, 200, 3), dtype=np.uint8),  # large enough for a reduced-scale JPEG decode
+        "sub/b.jpg": rng.integers(
+            0, 256, (120, 200, 3), dtype=np.uint8
+        ),  # large enough for a reduced-scale JPEG decode
         "sub/c.png": rng.integers(0, 65536, (50, 20), dtype=np.uint16),
         "sub/d.png": rng.integers(0, 256, (24, 24, 4), dtype=np.uint8),
         "sub/e.bmp": rng.integers(0, 256, (8, 12), dtype=np.uint8),  # enlarged, not shrunk
@@ -57,7 +59,13 @@ def params_file(folder: Path, **train: object) -> Path:
         "extract": {"annotations": "unused.json", "images": "unused", "categories": CLASSES, "side_px": SIDE},
         "normalize": {"resize": "pad"},
         # A batch of 2 splits the images into several batches; the course notebooks' 0.5s, not the default ImageNet statistics.
-        "train": {"batch_size": 2, "device": "cpu", "normalize_mean": [0.5, 0.5, 0.5], "normalize_std": [0.5, 0.5, 0.5], **train},
+        "train": {
+            "batch_size": 2,
+            "device": "cpu",
+            "normalize_mean": [0.5, 0.5, 0.5],
+            "normalize_std": [0.5, 0.5, 0.5],
+            **train,
+        },
         "models": {"net1": {}},
     }
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
@@ -71,9 +79,14 @@ def project(tmp_path: Path) -> Path:
     torch.manual_seed(0)
     model = build_model("net1", len(CLASSES), SIDE)
     with torch.no_grad():
-        [*model.modules()][-1].weight.mul_(30)  # the output layer: confident, well-separated outputs rather than a near-uniform guess
+        [*model.modules()][-1].weight.mul_(
+            30
+        )  # the output layer: confident, well-separated outputs rather than a near-uniform guess
     recipe = ModelRecipe(settings, tuple(CLASSES), Preprocessing(SIDE, "pad"), "x")
-    save_checkpoint(tmp_path / "models/net1/best.pt", {"model": model.state_dict(), "epoch": 1, "fingerprint": "x", "recipe": recipe.to_plain()})
+    save_checkpoint(
+        tmp_path / "models/net1/best.pt",
+        {"model": model.state_dict(), "epoch": 1, "fingerprint": "x", "recipe": recipe.to_plain()},
+    )
     (tmp_path / "images").mkdir()
     write_images(tmp_path / "images")
     return tmp_path
@@ -90,7 +103,10 @@ def pipeline_images(sources: list[Path], work: Path, resize: str) -> np.ndarray:
 def run_cli(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(IMGCLS), "predict", "--params", "params.yaml", "--models-dir", "models", *args],
-        cwd=project, capture_output=True, text=True, timeout=120,
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -130,7 +146,9 @@ def test_probabilities_are_the_models_on_pipeline_images(project, tmp_path):
 
 
 def test_top_k_beyond_the_class_count_lists_every_class(project):
-    (prediction,) = predict_files([project / "images/a.png"], rebuild_trained(project / "models/net1/best.pt"), top_k=10)
+    (prediction,) = predict_files(
+        [project / "images/a.png"], rebuild_trained(project / "models/net1/best.pt"), top_k=10
+    )
     assert sorted(name for name, _ in prediction.top) == sorted(CLASSES)
     assert sum(p for _, p in prediction.top) == pytest.approx(1, abs=1e-5)
 
@@ -142,14 +160,16 @@ def test_cli_prints_a_line_per_image_and_json(project):
     lines = run_cli(project, "--model", "net1", "--top-k", "2", "images")
     assert lines.returncode == 0, lines.stderr
     assert lines.stdout.splitlines() == [
-        f"{p.path.relative_to(project)}: {p.top[0][0]} {p.top[0][1]:.2f}, {p.top[1][0]} {p.top[1][1]:.2f}" for p in expected
+        f"{p.path.relative_to(project)}: {p.top[0][0]} {p.top[0][1]:.2f}, {p.top[1][0]} {p.top[1][1]:.2f}"
+        for p in expected
     ]
     assert all(re.fullmatch(r"images/\S+: \w+ [01]\.\d\d, \w+ [01]\.\d\d", line) for line in lines.stdout.splitlines())
 
     as_json = run_cli(project, "--model", "net1", "--top-k", "2", "--json", "images")
     assert as_json.returncode == 0, as_json.stderr
     assert json.loads(as_json.stdout) == [
-        {"path": str(p.path.relative_to(project)), "top": [{"class": c, "probability": v} for c, v in p.top]} for p in expected
+        {"path": str(p.path.relative_to(project)), "top": [{"class": c, "probability": v} for c, v in p.top]}
+        for p in expected
     ]
 
 
@@ -171,11 +191,17 @@ def test_bad_files_are_named_and_the_others_still_predicted(project):
 @pytest.mark.parametrize(
     ("setup", "args", "message"),
     [
-        (lambda p: (p / "models/net1/best.pt").unlink(), ["--model", "net1", "images"],
-         "error: models/net1/best.pt: not found; run `dvc repro train@net1` first"),
+        (
+            lambda p: (p / "models/net1/best.pt").unlink(),
+            ["--model", "net1", "images"],
+            "error: models/net1/best.pt: not found; run `dvc repro train@net1` first",
+        ),
         (lambda p: None, ["--model", "net9", "images"], "error: models.net9: no such model; did you mean 'net1'?"),
-        (lambda p: (p / "empty").mkdir(), ["--model", "net1", "empty"],
-         "error: empty: no image files (.jpg, .jpeg, .png, .bmp, .webp) in this folder or below"),
+        (
+            lambda p: (p / "empty").mkdir(),
+            ["--model", "net1", "empty"],
+            "error: empty: no image files (.jpg, .jpeg, .png, .bmp, .webp) in this folder or below",
+        ),
         (lambda p: None, ["--model", "net1", "--top-k", "0", "images"], "error: top_k: must be at least 1, got 0"),
     ],
     ids=["missing-checkpoint", "unknown-model", "empty-folder", "top-k-0"],
@@ -197,7 +223,10 @@ def test_a_checkpoint_alone_predicts_anywhere_as_in_the_repository(project, tmp_
     in_repo = run_cli(project, "--model", "net1", "--json", images)
     handed = subprocess.run(
         [sys.executable, "-m", "imgcls", "predict", "--checkpoint", "best.pt", "--json", images],
-        cwd=elsewhere, capture_output=True, text=True, timeout=120,
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert in_repo.returncode == 0 and handed.returncode == 0, in_repo.stderr + handed.stderr
     assert handed.stdout == in_repo.stdout
@@ -229,19 +258,26 @@ def test_class_names_come_from_the_checkpoint(project):
     result = run_cli(project, "--model", "net1", "--json", "images")
 
     assert [entry["top"][0]["class"] for entry in json.loads(result.stdout)] == [p.top[0][0] for p in expected]
-    assert result.stderr.startswith("warning: extract.categories: params.yaml has [\"fish\", \"bird\", \"dog\", \"cat\"]")
+    assert result.stderr.startswith('warning: extract.categories: params.yaml has ["fish", "bird", "dog", "cat"]')
 
 
 def test_unusable_checkpoints_and_files_are_one_line(project):
     os.mkfifo(project / "pipe.png")
     old = project / "old.pt"
-    save_checkpoint(old, {"model": build_model("net1", len(CLASSES), SIDE).state_dict(), "epoch": 1, "fingerprint": "x"})
+    save_checkpoint(
+        old, {"model": build_model("net1", len(CLASSES), SIDE).state_dict(), "epoch": 1, "fingerprint": "x"}
+    )
     (project / "folder.pt").mkdir()
 
     fifo = run_cli(project, "--model", "net1", "pipe.png", "images/a.png")
     assert fifo.returncode == 1
-    assert fifo.stderr.splitlines()[0] == "error: pipe.png: not a regular file (a folder, FIFO or device); expected an image file"
-    with pytest.raises(ImgclsError, match=r"old.pt: written before checkpoints carried their model's recipe .*; retrain it"):
+    assert (
+        fifo.stderr.splitlines()[0]
+        == "error: pipe.png: not a regular file (a folder, FIFO or device); expected an image file"
+    )
+    with pytest.raises(
+        ImgclsError, match=r"old.pt: written before checkpoints carried their model's recipe .*; retrain it"
+    ):
         rebuild_trained(old)
     with pytest.raises(ImgclsError, match=r"folder.pt: not a regular file \(a folder, FIFO or device\)"):
         rebuild_trained(project / "folder.pt")

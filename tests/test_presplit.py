@@ -44,7 +44,14 @@ def run_stage(root: Path, params: dict, stage: str, *args: str) -> subprocess.Co
 
 def folder_params(images: Path, split: dict | None = None, **extract: object) -> dict:
     return {
-        "extract": {"source": "folder", "annotations": str(images), "images": str(images), "categories": ["ants", "bees"], "side_px": 16, **extract},
+        "extract": {
+            "source": "folder",
+            "annotations": str(images),
+            "images": str(images),
+            "categories": ["ants", "bees"],
+            "side_px": 16,
+            **extract,
+        },
         "split": split or {},
     }
 
@@ -57,14 +64,23 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 def extract_and_normalize(root: Path, params: dict) -> None:
     extracted = run_stage(root, params, "extract", "--out", str(root / "extracted"))
     assert extracted.returncode == 0, extracted.stderr
-    normalized = run_stage(root, params, "normalize", "--extracted", str(root / "extracted"), "--out", str(root / "normalized"))
+    normalized = run_stage(
+        root, params, "normalize", "--extracted", str(root / "extracted"), "--out", str(root / "normalized")
+    )
     assert normalized.returncode == 0, normalized.stderr
 
 
 def split(root: Path, params: dict, out: str) -> subprocess.CompletedProcess[str]:
     return run_stage(
-        root, params, "split", "--normalized", str(root / "normalized"), "--out", str(root / out),
-        "--near-duplicates", str(root / f"{out}_near_duplicates.csv"),
+        root,
+        params,
+        "split",
+        "--normalized",
+        str(root / "normalized"),
+        "--out",
+        str(root / out),
+        "--near-duplicates",
+        str(root / f"{out}_near_duplicates.csv"),
     )
 
 
@@ -134,28 +150,49 @@ def test_per_category_samples_each_given_split_in_proportion(tmp_path):
     rows = read_rows(tmp_path / "extracted" / "manifest.csv")
     # ants 20 + 8 -> 10 + 4; bees 21 + 9 -> 9.8 + 4.2, the larger remainder rounding up -> 10 + 4
     assert Counter((row["given_split"], row["category"]) for row in rows) == {
-        ("train", "ants"): 10, ("val", "ants"): 4, ("train", "bees"): 10, ("val", "bees"): 4,
+        ("train", "ants"): 10,
+        ("val", "ants"): 4,
+        ("train", "bees"): 10,
+        ("val", "bees"): 4,
     }
     selection = {row["category"]: row for row in read_rows(tmp_path / "extracted" / "selection.csv")}
     assert [selection["ants"][k] for k in ("found", "hidden", "not_sampled", "kept")] == ["29", "1", "14", "14"]
-    assert [selection["bees"][k] for k in ("found", "unsupported_extension", "not_sampled", "kept")] == ["31", "1", "16", "14"]
-    assert "pre-split dataset; each image's folder (train, val) is in the manifest's given_split column" in result.stdout
+    assert [selection["bees"][k] for k in ("found", "unsupported_extension", "not_sampled", "kept")] == [
+        "31",
+        "1",
+        "16",
+        "14",
+    ]
+    assert (
+        "pre-split dataset; each image's folder (train, val) is in the manifest's given_split column" in result.stdout
+    )
 
-    too_many = run_stage(tmp_path, folder_params(images, per_category=29), "extract", "--out", str(tmp_path / "too_many"))
-    assert too_many.returncode != 0 and "extract.per_category: 29 asked but category 'ants' has only 28" in too_many.stderr
+    too_many = run_stage(
+        tmp_path, folder_params(images, per_category=29), "extract", "--out", str(tmp_path / "too_many")
+    )
+    assert (
+        too_many.returncode != 0 and "extract.per_category: 29 asked but category 'ants' has only 28" in too_many.stderr
+    )
 
 
 @pytest.mark.slow
 def test_class_names_are_the_union_of_the_split_folders(tmp_path):
     images = presplit_folder(tmp_path / "hymenoptera", {**TRAIN_VAL, ("train", "wasps"): 3})
-    result = run_stage(tmp_path, folder_params(images, categories=["ants", "wasp"]), "extract", "--out", str(tmp_path / "out"))
+    result = run_stage(
+        tmp_path, folder_params(images, categories=["ants", "wasp"]), "extract", "--out", str(tmp_path / "out")
+    )
     assert result.returncode != 0
     assert "'wasp' (did you mean 'wasps'?)" in result.stderr and "Available: ants, bees, wasps" in result.stderr
 
     params = folder_params(images, categories=["ants", "wasps"])
     extract_and_normalize(tmp_path, params)
     refused = split(tmp_path, {**params, "split": {"method": "given"}}, "processed")
-    assert refused.returncode != 0 and "split.method" in refused.stderr and "val/ folder" in refused.stderr and "'wasps'" in refused.stderr
+    assert (
+        refused.returncode != 0
+        and "split.method" in refused.stderr
+        and "val/ folder" in refused.stderr
+        and "'wasps'" in refused.stderr
+    )
     assert not (tmp_path / "processed").exists()
 
 
@@ -177,7 +214,10 @@ def test_given_on_data_without_given_splits_is_refused(tmp_path):
     assert {row["given_split"] for row in read_rows(tmp_path / "normalized" / "manifest.csv")} == {""}
     result = split(tmp_path, {**params, "split": {"method": "given"}}, "processed")
     assert result.returncode != 0
-    assert "split.method: 'given' keeps a dataset's own train/ val/ test/ folders, but 20 of 20 images came from none" in result.stderr
+    assert (
+        "split.method: 'given' keeps a dataset's own train/ val/ test/ folders, but 20 of 20 images came from none"
+        in result.stderr
+    )
     assert "split.method: stratified" in result.stderr and not (tmp_path / "processed").exists()
 
 
@@ -233,12 +273,18 @@ def test_given_without_val_draws_it_from_train_only():
     assert len(np.flatnonzero(assignment == 1)) == 5 and set(LABELS[assignment == 1].tolist()) == {0, 1}
 
 
-@pytest.mark.parametrize(("given", "message"), [
-    (["train"] * 24, "needs a train/ folder and a val/ or test/ folder, but the dataset has only train/"),
-    (["val"] * 12 + ["test"] * 12, "but the dataset has only val/, test/"),
-    (["train"] * 23 + [""], "1 of 24 images came from none"),
-    (["train"] * 11 + ["val"] + ["train"] * 12, "keeps the dataset's val/ folder as it is, but it holds no 'b' images"),
-])
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (["train"] * 24, "needs a train/ folder and a val/ or test/ folder, but the dataset has only train/"),
+        (["val"] * 12 + ["test"] * 12, "but the dataset has only val/, test/"),
+        (["train"] * 23 + [""], "1 of 24 images came from none"),
+        (
+            ["train"] * 11 + ["val"] + ["train"] * 12,
+            "keeps the dataset's val/ folder as it is, but it holds no 'b' images",
+        ),
+    ],
+)
 def test_given_splits_that_cannot_be_kept_are_refused(given, message):
     with pytest.raises(ImgclsError, match=rf"split\.method: .*{message}"):
         assign_given(LABELS, given, ["a", "b"], (0.8, 0.1, 0.1), seed=0)

@@ -13,7 +13,9 @@ from imgcls.params import ModelSettings, TrainParams
 from imgcls.train.checkpoint import load_checkpoint, save_checkpoint
 from imgcls.train.recipe import INPUT_KEYS, ModelRecipe, differences, require_agreement
 
-SETTINGS = ModelSettings("tuned", "resnet18", TrainParams(lr=3e-4), {"freeze": "backbone", "weights_path": Path("w.pth")}, 3, "base")
+SETTINGS = ModelSettings(
+    "tuned", "resnet18", TrainParams(lr=3e-4), {"freeze": "backbone", "weights_path": Path("w.pth")}, 3, "base"
+)
 RECIPE = ModelRecipe(SETTINGS, ("cat", "dog"), Preprocessing(64, "stretch"), "abc")
 
 
@@ -26,8 +28,11 @@ def test_a_recipe_comes_back_from_a_weights_only_checkpoint_as_it_went_in(tmp_pa
 
 def test_every_disagreement_is_named_by_its_params_key():
     today = ModelRecipe(
-        ModelSettings("tuned", "resnet18", TrainParams(lr=1e-3), {"freeze": "backbone", "weights_path": Path("w.pth")}, 3, "base"),
-        ("dog", "cat"), Preprocessing(64, "pad"),
+        ModelSettings(
+            "tuned", "resnet18", TrainParams(lr=1e-3), {"freeze": "backbone", "weights_path": Path("w.pth")}, 3, "base"
+        ),
+        ("dog", "cat"),
+        Preprocessing(64, "pad"),
     )
     assert differences(today, RECIPE) == [
         ("extract.categories", ["dog", "cat"], ["cat", "dog"]),

@@ -74,7 +74,9 @@ def test_params_edited_after_training(tiny: Repo):
     tiny.run("dvc", "repro", "--single-item", "split")
     top1, stderr = predict(tiny, files)
     assert top1 == evaluated, "the class names are those the model learnt"
-    assert stderr[0].startswith(f"warning: extract.categories: params.yaml has {json.dumps(categories[::-1])}, but data/models/net1/best.pt")
+    assert stderr[0].startswith(
+        f"warning: extract.categories: params.yaml has {json.dumps(categories[::-1])}, but data/models/net1/best.pt"
+    )
     assert refusal(tiny, "evaluate@net1").startswith(
         f"error: extract.categories: params.yaml has {json.dumps(categories[::-1])}, but data/models/net1/best.pt was trained with "
         f"{json.dumps(categories)}"

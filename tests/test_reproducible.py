@@ -56,7 +56,12 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 def _train(**machine: str) -> tuple[str, str]:
     result = subprocess.run(
-        [sys.executable, "-c", TRAIN_A_LITTLE], env=_clean_env(**machine), capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", TRAIN_A_LITTLE],
+        env=_clean_env(**machine),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     capability, digest = result.stdout.split()
     return capability, digest
@@ -167,10 +172,26 @@ def test_the_train_stage_runs_the_kernels_its_params_name(tmp_path):
         train = {"epochs": 1, "batch_size": 16, "device": "cpu", "cpu_kernels": kind}
         params.write_text(yaml.safe_dump({"train": train, "models": {"net1": {}}}))
         result = subprocess.run(
-            [sys.executable, str(REPO / "stages/train.py"), "--params", str(params), "--model", "net1",
-             "--processed", str(tmp_path), "--train-data", str(tmp_path / "train"),
-             "--out", str(tmp_path / kind / "models"), "--live", str(tmp_path / kind / "live")],
-            capture_output=True, text=True, env=tool_env(), timeout=300,  # as pinned by this process's import of imgcls
+            [
+                sys.executable,
+                str(REPO / "stages/train.py"),
+                "--params",
+                str(params),
+                "--model",
+                "net1",
+                "--processed",
+                str(tmp_path),
+                "--train-data",
+                str(tmp_path / "train"),
+                "--out",
+                str(tmp_path / kind / "models"),
+                "--live",
+                str(tmp_path / kind / "live"),
+            ],
+            capture_output=True,
+            text=True,
+            env=tool_env(),
+            timeout=300,  # as pinned by this process's import of imgcls
         )
         assert result.returncode == 0, result.stdout + result.stderr
         used[kind] = json.loads((tmp_path / kind / "live/timings.json").read_text())["cpu_capability"]

@@ -24,11 +24,17 @@ Y_TRUE = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
 
 
 def scores_of(predictions: dict[str, np.ndarray]) -> dict[str, dict]:
-    return {name: {**classification_scores(Y_TRUE, y, CLASSES), "loss": 1.0 - i / 10} for i, (name, y) in enumerate(predictions.items())}
+    return {
+        name: {**classification_scores(Y_TRUE, y, CLASSES), "loss": 1.0 - i / 10}
+        for i, (name, y) in enumerate(predictions.items())
+    }
 
 
 def test_the_winner_is_the_best_by_the_monitored_score_with_its_margin_and_p_value():
-    scores = {"a": {"f1_macro": 0.7, "accuracy": 0.9, "loss": 0.5}, "b": {"f1_macro": 0.8, "accuracy": 0.8, "loss": 0.3}}
+    scores = {
+        "a": {"f1_macro": 0.7, "accuracy": 0.9, "loss": 0.5},
+        "b": {"f1_macro": 0.8, "accuracy": 0.8, "loss": 0.3},
+    }
     predictions = {"a": Y_TRUE.copy(), "b": Y_TRUE.copy()}
     predictions["a"][[0, 1]] = 2
     predictions["b"][2] = 2
@@ -93,18 +99,27 @@ def test_errors_per_class_and_their_overlap_between_models():
     c = Y_TRUE.copy()
     overlap = error_overlap(Y_TRUE, {"a": a, "b": b, "c": c})
     assert [(r["model A"], r["model B"], r["both wrong"], r["only A wrong"], r["only B wrong"]) for r in overlap] == [
-        ("a", "b", 1, 1, 1), ("a", "c", 0, 2, 0), ("b", "c", 0, 2, 0)
+        ("a", "b", 1, 1, 1),
+        ("a", "c", 0, 2, 0),
+        ("b", "c", 0, 2, 0),
     ]
     # One-one is an even split; two-none is what a fair coin gives half the time, either way round.
     assert [r["exact McNemar"] for r in overlap] == ["p = 1.000", "p = 0.500", "p = 0.500"]
 
 
 def test_score_cells_carry_their_intervals_and_say_how_they_were_drawn():
-    scores = {"accuracy": 0.9, "accuracy_ci95": [0.8, 1.0], "f1_macro": 0.85, "f1_macro_ci95": [0.7, 0.95],
-              "ci95_resamples": 1000, "ci95_seed": 3}
+    scores = {
+        "accuracy": 0.9,
+        "accuracy_ci95": [0.8, 1.0],
+        "f1_macro": 0.85,
+        "f1_macro_ci95": [0.7, 0.95],
+        "ci95_resamples": 1000,
+        "ci95_seed": 3,
+    }
     cells = interval_columns(scores)
     assert {k: str(v) for k, v in cells.items()} == {
-        "accuracy [95% interval]": "0.900 [0.800, 1.000]", "f1_macro [95% interval]": "0.850 [0.700, 0.950]"
+        "accuracy [95% interval]": "0.900 [0.800, 1.000]",
+        "f1_macro [95% interval]": "0.850 [0.700, 0.950]",
     }
     assert interval_note(Y_TRUE, scores) == (
         "95% intervals: percentile bootstrap over the 10 test images (1000 resamples, evaluate.bootstrap_seed 3); "
@@ -126,11 +141,19 @@ def write_tsv(path, metric: str, values: list[float]) -> None:
 def test_curves_gather_every_model_in_long_format(tmp_path):
     for name in ("a", "b"):
         for metric in ("train/loss", "val/loss", "train/acc", "val/acc", "val/f1_macro"):
-            write_tsv(tmp_path / name / "plots/metrics" / f"{metric}.tsv", metric.split("/")[-1], [0.5, 0.25] if name == "a" else [0.1])
+            write_tsv(
+                tmp_path / name / "plots/metrics" / f"{metric}.tsv",
+                metric.split("/")[-1],
+                [0.5, 0.25] if name == "a" else [0.1],
+            )
     curves = {name: read_curve(tmp_path / name) for name in ("a", "b")}
     write_curves(tmp_path / "curves.csv", curves)
     rows = list(csv.DictReader((tmp_path / "curves.csv").open()))
-    assert [(r["model"], r["epoch"], r["val_f1_macro"]) for r in rows] == [("a", "1", "0.5"), ("a", "2", "0.25"), ("b", "1", "0.1")]
+    assert [(r["model"], r["epoch"], r["val_f1_macro"]) for r in rows] == [
+        ("a", "1", "0.5"),
+        ("a", "2", "0.25"),
+        ("b", "1", "0.1"),
+    ]
     (tmp_path / "b/plots/metrics/val/acc.tsv").unlink()
     with pytest.raises(ImgclsError, match=r"val/acc.tsv: missing"):
         read_curve(tmp_path / "b")

@@ -113,8 +113,14 @@ def test_the_interval_matches_scipys_percentile_bootstrap():
     ours = bootstrap_ci95(y_true, y_pred, 3, 4000, seed=0)
     for key, statistic in (("accuracy_ci95", accuracy_along), ("f1_macro_ci95", f1_macro_along)):
         scipy = bootstrap(
-            (y_true, y_pred), statistic, paired=True, vectorized=True, n_resamples=4000, confidence_level=0.95,
-            method="percentile", rng=np.random.default_rng(1),
+            (y_true, y_pred),
+            statistic,
+            paired=True,
+            vectorized=True,
+            n_resamples=4000,
+            confidence_level=0.95,
+            method="percentile",
+            rng=np.random.default_rng(1),
         ).confidence_interval
         # Different draws: the endpoints agree to Monte Carlo error, a fraction of one image's 0.005.
         assert ours[key] == pytest.approx([scipy.low, scipy.high], abs=0.01), key

@@ -36,7 +36,10 @@ def test_train_val_only_and_two_counts_are_valid_params(split, parsed):
 @pytest.mark.parametrize(
     ("split", "message"),
     [
-        ({"per_class": [8]}, r"split\.per_class: per_class must be \[train, val\] \(the rest of each class to test\) or \[train, val, test\]"),
+        (
+            {"per_class": [8]},
+            r"split\.per_class: per_class must be \[train, val\] \(the rest of each class to test\) or \[train, val, test\]",
+        ),
         ({"per_class": [8, 2, 2, 2]}, r"split\.per_class: per_class must be \[train, val\]"),
         ({"per_class": [8, 0]}, r"split\.per_class: every per-class count must be > 0, but test may be 0"),
         ({"per_class": [8, 2, -1]}, r"split\.per_class: every per-class count must be > 0, but test may be 0"),
@@ -66,8 +69,14 @@ def run_split(root: Path, split: dict) -> subprocess.CompletedProcess[str]:
     params = {"extract": {"annotations": "a.json", "images": "images", "categories": CLASSES}, "split": split}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return run_stage(
-        "split", root / "params.yaml", "--normalized", normalized_folder(root / "normalized", 15), "--out", root / "processed",
-        "--near-duplicates", root / "near_duplicates.csv",
+        "split",
+        root / "params.yaml",
+        "--normalized",
+        normalized_folder(root / "normalized", 15),
+        "--out",
+        root / "processed",
+        "--near-duplicates",
+        root / "near_duplicates.csv",
     )
 
 

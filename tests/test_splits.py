@@ -23,8 +23,14 @@ def test_fraction_split_is_stratified_disjoint_and_complete():
 
 def test_fraction_split_is_reproducible_from_the_seed():
     labels = labels_of([50, 50, 50])
-    assert (assign_by_fractions(labels, CLASSES, (0.6, 0.2, 0.2), 1) == assign_by_fractions(labels, CLASSES, (0.6, 0.2, 0.2), 1)).all()
-    assert (assign_by_fractions(labels, CLASSES, (0.6, 0.2, 0.2), 1) != assign_by_fractions(labels, CLASSES, (0.6, 0.2, 0.2), 2)).any()
+    assert (
+        assign_by_fractions(labels, CLASSES, (0.6, 0.2, 0.2), 1)
+        == assign_by_fractions(labels, CLASSES, (0.6, 0.2, 0.2), 1)
+    ).all()
+    assert (
+        assign_by_fractions(labels, CLASSES, (0.6, 0.2, 0.2), 1)
+        != assign_by_fractions(labels, CLASSES, (0.6, 0.2, 0.2), 2)
+    ).any()
 
 
 def test_class_too_small_to_stratify_is_named():
@@ -72,7 +78,9 @@ def test_a_zero_test_count_gives_exact_train_and_val_and_no_test():
 
 
 def test_per_class_counts_a_class_cannot_fill_name_the_class_and_the_counts():
-    with pytest.raises(ImgclsError, match=r"\[8, 2\] takes 8 train and 2 val images .* class 'c' needs at least 11, but it has 10"):
+    with pytest.raises(
+        ImgclsError, match=r"\[8, 2\] takes 8 train and 2 val images .* class 'c' needs at least 11, but it has 10"
+    ):
         assign_by_counts(labels_of([20, 20, 10]), CLASSES, (8, 2), seed=0)
     with pytest.raises(ImgclsError, match=r"\[8, 2, 0\] needs 10 images of class 'b', but it has 9"):
         assign_by_counts(labels_of([20, 9, 10]), CLASSES, (8, 2, 0), seed=0)
@@ -84,7 +92,12 @@ def test_without_test_images_the_test_folder_holds_val_and_splits_csv_lists_each
     assignment = assign_by_counts(labels, CLASSES, (6, 2, 0), seed=0)
     write_splits(tmp_path, data, assignment, CLASSES)
     val, test = load_split(tmp_path / "val", mmap=False), load_split(tmp_path / "test", mmap=False)
-    assert len(test.ids) == 6 and (test.ids == val.ids).all() and (test.images == val.images).all() and (test.labels == val.labels).all()
+    assert (
+        len(test.ids) == 6
+        and (test.ids == val.ids).all()
+        and (test.images == val.images).all()
+        and (test.labels == val.labels).all()
+    )
     assert not set(val.ids.tolist()) & set(load_split(tmp_path / "train").ids.tolist())
     rows = (tmp_path / "splits.csv").read_text().splitlines()[1:]
     assert len(rows) == 24 and {row.rsplit(",", 1)[1] for row in rows} == {"train", "val"}

@@ -44,7 +44,11 @@ def readme_studies() -> list[tuple[str, list[list[str]]]]:
         tokens = shlex.split(line.split("&&")[0])
         assert tokens[:3] == ["dvc", "exp", "run"], line
         overrides = [tokens[i + 1] for i, token in enumerate(tokens) if token == "-S"]
-        variants = [v["params.yaml"] for v in get_hydra_sweeps({"params.yaml": overrides})] if "--queue" in tokens else [overrides]
+        variants = (
+            [v["params.yaml"] for v in get_hydra_sweeps({"params.yaml": overrides})]
+            if "--queue" in tokens
+            else [overrides]
+        )
         studies.append((comment, variants))
     return studies
 
@@ -62,7 +66,19 @@ def seed_torchvision_cache(torch_home: Path) -> None:
 
 def test_the_readme_lists_a_study_for_each_comparison_the_course_runs():
     names = " | ".join(name for name, _ in STUDIES)
-    for study in ("padded", "self-attention", "dropout", "last-block", "unfreezing", "linear probe", "warm start", "ensemble", "train/val", "normalisation", "per-iteration"):
+    for study in (
+        "padded",
+        "self-attention",
+        "dropout",
+        "last-block",
+        "unfreezing",
+        "linear probe",
+        "warm start",
+        "ensemble",
+        "train/val",
+        "normalisation",
+        "per-iteration",
+    ):
         assert study in names, names
 
 
@@ -92,8 +108,17 @@ def test_every_readme_study_runs_on_the_embedded_sample(tmp_path):
     seed_torchvision_cache(tmp_path / "torch")
     results_path = tmp_path / "results.json"
     subprocess.run(
-        [sys.executable, str(REPO / "tests/study_runner.py"), str(repo.root), str(tmp_path / "work"), str(studies), str(results_path)],
-        env={**repo.env, "TORCH_HOME": str(tmp_path / "torch")}, check=True, timeout=900,
+        [
+            sys.executable,
+            str(REPO / "tests/study_runner.py"),
+            str(repo.root),
+            str(tmp_path / "work"),
+            str(studies),
+            str(results_path),
+        ],
+        env={**repo.env, "TORCH_HOME": str(tmp_path / "torch")},
+        check=True,
+        timeout=900,
     )
     results = json.loads(results_path.read_text())
     failed = {name: result["error"] for name, result in results.items() if "error" in result}

@@ -30,22 +30,48 @@ def tiny_split(n, seed):
 TRAIN, VAL = tiny_split(96, 0), tiny_split(30, 1)
 
 
-def run(tmp_path, epochs=3, arch="net2", on_epoch=lambda e, r: None, unfreeze_at_epoch=None, log_every_steps=4, **options):
+def run(
+    tmp_path, epochs=3, arch="net2", on_epoch=lambda e, r: None, unfreeze_at_epoch=None, log_every_steps=4, **options
+):
     train = TrainParams(
-        epochs=epochs, batch_size=16, lr=3e-3, seed=7, hflip=True, crop_padding=1, scheduler="step", step_size=1, gamma=0.5,
+        epochs=epochs,
+        batch_size=16,
+        lr=3e-3,
+        seed=7,
+        hflip=True,
+        crop_padding=1,
+        scheduler="step",
+        step_size=1,
+        gamma=0.5,
         log_every_steps=log_every_steps,
     )
     torch.manual_seed(train.seed)
     model = build_model(arch, 3, 16 if arch != "resnet18" else 32, **options)
     fingerprint = run_fingerprint({"epochs": epochs, "arch": arch})
-    state = fit(model, TRAIN, VAL, FitSettings(train, 3, tmp_path, fingerprint, CPU, unfreeze_at_epoch=unfreeze_at_epoch, on_epoch=on_epoch, log=lambda m: None))
+    state = fit(
+        model,
+        TRAIN,
+        VAL,
+        FitSettings(
+            train,
+            3,
+            tmp_path,
+            fingerprint,
+            CPU,
+            unfreeze_at_epoch=unfreeze_at_epoch,
+            on_epoch=on_epoch,
+            log=lambda m: None,
+        ),
+    )
     return state, model
 
 
 def test_same_settings_give_bit_identical_runs(tmp_path):
     first, model_a = run(tmp_path / "a")
     second, model_b = run(tmp_path / "b")
-    strip = lambda history: [{k: v for k, v in r.items() if k not in ("images_per_s", "epoch_seconds")} for r in history]
+    strip = lambda history: [
+        {k: v for k, v in r.items() if k not in ("images_per_s", "epoch_seconds")} for r in history
+    ]
     assert strip(first.history) == strip(second.history)
     assert all(torch.equal(a, b) for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values()))
     assert first.history[-1]["val/acc"] > 0.6, "the tiny task should be learnable"
@@ -64,7 +90,9 @@ def test_killed_run_resumes_from_last_pt_to_the_same_result(tmp_path, arch):
     assert logged == [1, 2, 3], "history is replayed so loggers see every epoch"
     keys = ("train/loss", "val/loss", "val/acc", "val/f1_macro", "lr")
     assert [[r[k] for k in keys] for r in resumed.history] == [[r[k] for k in keys] for r in reference.history]
-    assert all(torch.equal(a, b) for a, b in zip(reference_model.state_dict().values(), resumed_model.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(reference_model.state_dict().values(), resumed_model.state_dict().values())
+    )
     assert resumed.step_losses == reference.step_losses and [r["step"] for r in resumed.step_losses] == [4, 8, 12, 16]
 
 
@@ -73,10 +101,14 @@ def test_logged_step_losses_are_the_epochs_batch_losses(tmp_path):
     state, _ = run(tmp_path, log_every_steps=1)
     steps_per_epoch = len(TRAIN) // 16
     assert state.steps == 3 * steps_per_epoch
-    assert [(r["step"], r["epoch"]) for r in state.step_losses] == [(s, (s - 1) // steps_per_epoch + 1) for s in range(1, state.steps + 1)]
+    assert [(r["step"], r["epoch"]) for r in state.step_losses] == [
+        (s, (s - 1) // steps_per_epoch + 1) for s in range(1, state.steps + 1)
+    ]
     for epoch, record in enumerate(state.history, start=1):
         losses = [r["loss"] for r in state.step_losses if r["epoch"] == epoch]
-        assert np.mean(losses) == pytest.approx(record["train/loss"], rel=1e-5), "equal batches: the epoch loss is their mean"
+        assert np.mean(losses) == pytest.approx(record["train/loss"], rel=1e-5), (
+            "equal batches: the epoch loss is their mean"
+        )
     assert run(tmp_path / "off", log_every_steps=None)[0].step_losses == []
 
 
@@ -119,7 +151,12 @@ def test_staged_unfreezing_trains_only_the_head_first(tmp_path):
     captured["model"] = model
     before = {k: v.clone() for k, v in model.state_dict().items()}
     big = lambda s: DeviceSplit(torch.nn.functional.interpolate(s.images.float(), size=32).to(torch.uint8), s.labels)
-    fit(model, big(TRAIN), big(VAL), FitSettings(train, 3, tmp_path, "x", CPU, unfreeze_at_epoch=2, on_epoch=snapshot, log=lambda m: None))
+    fit(
+        model,
+        big(TRAIN),
+        big(VAL),
+        FitSettings(train, 3, tmp_path, "x", CPU, unfreeze_at_epoch=2, on_epoch=snapshot, log=lambda m: None),
+    )
     assert torch.equal(snapshots[1]["conv1.weight"], before["conv1.weight"]), "backbone frozen in epoch 1"
     assert not torch.equal(snapshots[1]["fc.1.weight"], before["fc.1.weight"]), "head trains in epoch 1"
     assert not torch.equal(snapshots[2]["conv1.weight"], snapshots[1]["conv1.weight"]), "everything trains from epoch 2"
@@ -133,13 +170,17 @@ def test_rebuilt_scheduler_is_fast_forwarded():
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.125)
 
 
-@pytest.mark.parametrize("mean, std", [((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+@pytest.mark.parametrize(
+    "mean, std", [((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))]
+)
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_inputs_are_normalised_with_the_statistics_given(mean, std, channels_last):
     images = torch.randint(0, 256, (3, 3, 5, 7), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    by_hand = (images.double() / 255 - torch.tensor(mean, dtype=torch.double).view(1, 3, 1, 1)) / torch.tensor(std, dtype=torch.double).view(1, 3, 1, 1)
+    by_hand = (images.double() / 255 - torch.tensor(mean, dtype=torch.double).view(1, 3, 1, 1)) / torch.tensor(
+        std, dtype=torch.double
+    ).view(1, 3, 1, 1)
     normalised = normalize(images, mean, std)
     assert normalised.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(normalised.double(), by_hand, rtol=1e-5, atol=1e-5)
@@ -159,7 +200,11 @@ def test_batch_augmentation_draws_per_sample():
 
 
 def test_crop_and_flip_together_mirror_the_shifted_window():
-    images = torch.arange(32 * 3 * 6 * 6, dtype=torch.uint8).reshape(32, 3, 6, 6).contiguous(memory_format=torch.channels_last)
+    images = (
+        torch.arange(32 * 3 * 6 * 6, dtype=torch.uint8)
+        .reshape(32, 3, 6, 6)
+        .contiguous(memory_format=torch.channels_last)
+    )
     both = random_crop_flip(images, 2, True, torch.Generator().manual_seed(5))
     # The same draws, crop alone: each output is that window, or that window mirrored.
     cropped = random_crop_flip(images, 2, False, torch.Generator().manual_seed(5))
@@ -182,7 +227,9 @@ def test_training_batches_drop_only_a_trailing_batch_of_one():
     whole = list(batch_indices(33, 16, generator()))
     kept = training_batches(33, 16, generator())
     assert [b.tolist() for b in kept] == [b.tolist() for b in whole[:2]]
-    assert [b.tolist() for b in training_batches(34, 16, generator())] == [b.tolist() for b in batch_indices(34, 16, generator())]
+    assert [b.tolist() for b in training_batches(34, 16, generator())] == [
+        b.tolist() for b in batch_indices(34, 16, generator())
+    ]
     # Two ranks of 17 samples each: every rank drops its last single sample, so they still take the same number of steps.
     ranks = [training_batches(34, 8, generator(), shard=(r, 2)) for r in range(2)]
     assert [len(b) for b in ranks[0]] == [len(b) for b in ranks[1]] == [8, 8]

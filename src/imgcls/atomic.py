@@ -29,7 +29,9 @@ _TEMPORARY = r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp"  # how mkstemp/mkdtemp name ou
 def _write_error(path: Path, exc: OSError) -> ImgclsError:
     reason = exc.strerror or str(exc)
     culprit = f": {exc.filename}" if exc.filename else ""  # a write() to a full disk names no file
-    return ImgclsError(f"{_final(path)}: cannot write this output ({reason}{culprit}); it needs a writable folder with free space")
+    return ImgclsError(
+        f"{_final(path)}: cannot write this output ({reason}{culprit}); it needs a writable folder with free space"
+    )
 
 
 def _final(path: Path) -> Path:

@@ -12,7 +12,9 @@ from imgcls.errors import ImgclsError
 
 def stage_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="the params file (DVC reads params.yaml)")
+    parser.add_argument(
+        "--params", type=Path, default=Path("params.yaml"), help="the params file (DVC reads params.yaml)"
+    )
     return parser
 
 

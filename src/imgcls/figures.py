@@ -8,11 +8,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # stages run headless; never try to open a window
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
-from imgcls.atomic import atomic_path  # noqa: E402
+from imgcls.atomic import atomic_path
 
 
 def save_figure(fig: Figure, path: Path) -> None:
@@ -24,7 +24,9 @@ def save_figure(fig: Figure, path: Path) -> None:
     plt.close(fig)
 
 
-def image_grid(path: Path, images: Sequence[np.ndarray], titles: Sequence[str], columns: int = 8, empty: str = "nothing to show") -> None:
+def image_grid(
+    path: Path, images: Sequence[np.ndarray], titles: Sequence[str], columns: int = 8, empty: str = "nothing to show"
+) -> None:
     """A grid of small images (HxWx3 RGB or HxW, shown with a gray map), each with a title."""
     rows = max(1, -(-len(images) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.5), squeeze=False)

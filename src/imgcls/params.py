@@ -42,7 +42,9 @@ SEED_MAX = 2**32 - 1
 
 def _seed_range(value: int) -> int:
     if not 0 <= value <= SEED_MAX:
-        raise ValueError(f"a seed must be an integer from 0 to {SEED_MAX} (2**32 - 1), the range numpy and scikit-learn accept")
+        raise ValueError(
+            f"a seed must be an integer from 0 to {SEED_MAX} (2**32 - 1), the range numpy and scikit-learn accept"
+        )
     return value
 
 
@@ -122,7 +124,9 @@ class SplitParams(Section):
         if fractions[0] <= 0 or fractions[1] <= 0 or fractions[2] < 0:
             raise ValueError(f"every fraction must be > 0, but test may be 0 for train/val only, got {list(fractions)}")
         if not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
-            raise ValueError(f"fractions [train, val, test] must sum to 1, got {list(fractions)} (sum {sum(fractions):g})")
+            raise ValueError(
+                f"fractions [train, val, test] must sum to 1, got {list(fractions)} (sum {sum(fractions):g})"
+            )
         return fractions
 
     @field_validator("per_class")
@@ -131,15 +135,21 @@ class SplitParams(Section):
         if counts is None:
             return counts
         if len(counts) not in (2, 3):
-            raise ValueError(f"per_class must be [train, val] (the rest of each class to test) or [train, val, test], got {list(counts)}")
+            raise ValueError(
+                f"per_class must be [train, val] (the rest of each class to test) or [train, val, test], got {list(counts)}"
+            )
         if counts[0] <= 0 or counts[1] <= 0 or any(c < 0 for c in counts[2:]):
-            raise ValueError(f"every per-class count must be > 0, but test may be 0 for train/val only, got {list(counts)}")
+            raise ValueError(
+                f"every per-class count must be > 0, but test may be 0 for train/val only, got {list(counts)}"
+            )
         return counts
 
     @model_validator(mode="after")
     def _per_class_needs_stratified(self) -> SplitParams:
         if self.method == "given" and self.per_class is not None:
-            raise ValueError("per_class re-splits every class, so it needs method: stratified; set per_class: null to keep the given split")
+            raise ValueError(
+                "per_class re-splits every class, so it needs method: stratified; set per_class: null to keep the given split"
+            )
         return self
 
 
@@ -195,7 +205,9 @@ class TrainParams(Section):
         low_ok = all(v > 0 for v in values) if info.field_name == "normalize_std" else all(v >= 0 for v in values)
         if not low_ok or any(v > 1 for v in values):
             bound = "0 < std <= 1" if info.field_name == "normalize_std" else "0 <= mean <= 1"
-            raise ValueError(f"one value per RGB channel on the 0-1 pixel scale ({bound}), e.g. ImageNet's or [0.5, 0.5, 0.5]")
+            raise ValueError(
+                f"one value per RGB channel on the 0-1 pixel scale ({bound}), e.g. ImageNet's or [0.5, 0.5, 0.5]"
+            )
         return values
 
     @model_validator(mode="after")
@@ -203,7 +215,9 @@ class TrainParams(Section):
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov needs optimizer: sgd with momentum > 0")
         if self.batch_size % self.nproc:
-            raise ValueError(f"batch_size {self.batch_size} must be divisible by nproc {self.nproc} (it is the global batch)")
+            raise ValueError(
+                f"batch_size {self.batch_size} must be divisible by nproc {self.nproc} (it is the global batch)"
+            )
         return self
 
 
@@ -225,9 +239,13 @@ class ModelOptions(Section):
     @model_validator(mode="after")
     def _probe_keeps_the_backbone_frozen(self) -> ModelOptions:
         if self.probe and self.freeze != "backbone":
-            raise ValueError(f"probe: true trains the head on a frozen backbone's features, so it needs freeze: backbone, not {self.freeze or 'none'}")
+            raise ValueError(
+                f"probe: true trains the head on a frozen backbone's features, so it needs freeze: backbone, not {self.freeze or 'none'}"
+            )
         if self.probe and self.unfreeze_at_epoch is not None:
-            raise ValueError("probe: true computes the frozen backbone's features once, so it cannot unfreeze; leave unfreeze_at_epoch empty")
+            raise ValueError(
+                "probe: true computes the frozen backbone's features once, so it cannot unfreeze; leave unfreeze_at_epoch empty"
+            )
         return self
 
 
@@ -312,7 +330,9 @@ def _describe(section: str, known: Collection[str], error: dict[str, Any]) -> st
     return f"{key}: {message} (got {error.get('input')!r})"
 
 
-def parse_section(name: str, raw: Any, schema: type[Section] | None = None, extra_known: Collection[str] = ()) -> Section:
+def parse_section(
+    name: str, raw: Any, schema: type[Section] | None = None, extra_known: Collection[str] = ()
+) -> Section:
     """Validate one section's raw mapping; raise ImgclsError naming every bad key.
 
     `extra_known` are keys valid beside this schema's own, offered as typo suggestions too.
@@ -388,12 +408,21 @@ class ModelSettings:
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything that shapes a training run, as plain JSON-able values."""
-        return {"arch": self.arch, "train": self.train.model_dump(mode="json"), "options": jsonable(self.options),
-                "unfreeze_at_epoch": self.unfreeze_at_epoch, "init_from": self.init_from}
+        return {
+            "arch": self.arch,
+            "train": self.train.model_dump(mode="json"),
+            "options": jsonable(self.options),
+            "unfreeze_at_epoch": self.unfreeze_at_epoch,
+            "init_from": self.init_from,
+        }
 
     def effective(self) -> dict[str, Any]:
         """The settings this model really trains with, flat, as `dvc params diff` shows them (dvclive `log_params`)."""
-        extra = {k: v for k, v in (("unfreeze_at_epoch", self.unfreeze_at_epoch), ("init_from", self.init_from)) if v is not None}
+        extra = {
+            k: v
+            for k, v in (("unfreeze_at_epoch", self.unfreeze_at_epoch), ("init_from", self.init_from))
+            if v is not None
+        }
         return {"arch": self.arch, **self.train.model_dump(mode="json"), **jsonable(self.options), **extra}
 
 
@@ -452,7 +481,7 @@ def _not_a_source(name: str, source: object, finetune: dict[str, Any], models: d
         chain.append(source_of(chain[-1]))
     start = source_of(chain[-1])
     if start in chain:
-        cycle = " -> ".join([*chain[chain.index(start):], start])
+        cycle = " -> ".join([*chain[chain.index(start) :], start])
         verb = "makes" if start == name else "leads into"
         return f"'{source}' {verb} a cycle ({cycle}); from: must name a key of models:"
     if source in finetune:
@@ -517,8 +546,12 @@ def resolve_model(path: str | Path, name: str, architectures: Sequence[str]) -> 
     train_keys = set(TrainParams.model_fields)
     overrides = {k: v for k, v in entry.items() if k in train_keys}
     if "nproc" in overrides:
-        raise ImgclsError(f"{key}.nproc: the process count is set once, as train.nproc (dvc.yaml passes it to torchrun)")
-    options = parse_section(key, {k: v for k, v in entry.items() if k not in train_keys}, ModelOptions, extra_known=train_keys)
+        raise ImgclsError(
+            f"{key}.nproc: the process count is set once, as train.nproc (dvc.yaml passes it to torchrun)"
+        )
+    options = parse_section(
+        key, {k: v for k, v in entry.items() if k not in train_keys}, ModelOptions, extra_known=train_keys
+    )
     merged = parse_section(key, {**defaults.model_dump(), **overrides}, TrainParams)
     arch = options.arch or name
     if arch not in architectures:

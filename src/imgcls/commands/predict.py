@@ -45,8 +45,11 @@ def image_files(paths: Sequence[Path]) -> list[Path]:
             files.append(path)  # a missing or non-image file is reported with the others' predictions
             continue
         found = sorted(
-            p for p in path.rglob("*")
-            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            p
+            for p in path.rglob("*")
+            if p.suffix.lower() in IMAGE_SUFFIXES
+            and p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
         )
         if not found:
             raise ImgclsError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder or below")
@@ -78,7 +81,9 @@ def _read(path: Path, side: int, resize: Literal["pad", "stretch"]) -> np.ndarra
         return f"{path}: {exc}"
 
 
-def predict_files(paths: Sequence[str | Path], trained: TrainedModel, top_k: int = 3, device: str = "auto") -> list[Prediction]:
+def predict_files(
+    paths: Sequence[str | Path], trained: TrainedModel, top_k: int = 3, device: str = "auto"
+) -> list[Prediction]:
     """Top-k classes of a checkpoint's model for each image file (folders searched recursively), in order.
 
     The checkpoint's recipe alone says how to prepare the images and name the classes.
@@ -89,13 +94,19 @@ def predict_files(paths: Sequence[str | Path], trained: TrainedModel, top_k: int
     files = image_files([Path(p) for p in paths])
     recipe, target = trained.recipe, select_device(device)
     model = trained.model.to(target, memory_format=torch.channels_last)
-    side, resize, batch_size = recipe.preprocessing.side_px, recipe.preprocessing.resize, recipe.settings.train.batch_size
+    side, resize, batch_size = (
+        recipe.preprocessing.side_px,
+        recipe.preprocessing.resize,
+        recipe.settings.train.batch_size,
+    )
     predictions = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
         read = [_read(path, side, resize) for path in chunk]
         images = [r for r in read if isinstance(r, np.ndarray)]
-        probabilities = iter(class_probabilities(model, np.stack(images), recipe.settings.train, target) if images else ())
+        probabilities = iter(
+            class_probabilities(model, np.stack(images), recipe.settings.train, target) if images else ()
+        )
         for path, result in zip(chunk, read):
             if isinstance(result, str):
                 predictions.append(Prediction(path, error=result))
@@ -160,12 +171,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("predict", help="top-k classes for new images", description=__doc__)
     which = command.add_mutually_exclusive_group(required=True)
-    which.add_argument("--checkpoint", type=Path, help="a best.pt from any pipeline run: needs nothing else, no repository")
-    which.add_argument("--model", help="a key of params.yaml's models: in this repository (its data/models/<model>/best.pt)")
+    which.add_argument(
+        "--checkpoint", type=Path, help="a best.pt from any pipeline run: needs nothing else, no repository"
+    )
+    which.add_argument(
+        "--model", help="a key of params.yaml's models: in this repository (its data/models/<model>/best.pt)"
+    )
     command.add_argument("images", nargs="+", type=Path, help="image files, or folders searched recursively")
-    command.add_argument("--params", type=Path, default=Path("params.yaml"), help="with --model: the params file, compared to the checkpoint's recipe")
-    command.add_argument("--models-dir", type=Path, default=Path("data/models"), help="with --model: the train stages' folder (<model>/best.pt)")
-    command.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="where the model runs")
+    command.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="with --model: the params file, compared to the checkpoint's recipe",
+    )
+    command.add_argument(
+        "--models-dir",
+        type=Path,
+        default=Path("data/models"),
+        help="with --model: the train stages' folder (<model>/best.pt)",
+    )
+    command.add_argument(
+        "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="where the model runs"
+    )
     command.add_argument("--top-k", type=int, default=3, help="classes shown per image")
     command.add_argument("--json", action="store_true", help="print a JSON list instead of one line per image")
     command.set_defaults(run=_run)

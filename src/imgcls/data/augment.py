@@ -76,7 +76,9 @@ def oversample(
     return combined, np.concatenate([train.ids, np.array(sources, dtype=np.int64)])
 
 
-def preview_grid(path: Path, split: PackedSplit, source_ids: np.ndarray, classes: Sequence[str], count: int = 32) -> None:
+def preview_grid(
+    path: Path, split: PackedSplit, source_ids: np.ndarray, classes: Sequence[str], count: int = 32
+) -> None:
     """Save a PNG grid of augmented samples titled with class and source id, for a quick look."""
     augmented = np.flatnonzero(split.ids != source_ids)[:count]
     titles = [f"{classes[split.labels[i]]}\nfrom {source_ids[i]}" for i in augmented]
@@ -88,7 +90,9 @@ def class_samples_grid(path: Path, split: PackedSplit, classes: Sequence[str], p
     images, titles = [], []
     for label, name in enumerate(classes):
         picked = np.flatnonzero(split.labels == label)[:per_class]
-        images += [np.asarray(split.images[i]) for i in picked] + [np.zeros_like(split.images[0])] * (per_class - len(picked))
+        images += [np.asarray(split.images[i]) for i in picked] + [np.zeros_like(split.images[0])] * (
+            per_class - len(picked)
+        )
         titles += [f"{name}: {int((split.labels == label).sum())} in train"] + [""] * (per_class - 1)
     image_grid(path, images, titles, columns=per_class, empty="no train images")
 
@@ -114,7 +118,9 @@ def heavy_oversampling(counts: Sequence[int], sizes: Sequence[int], classes: Seq
     ]
 
 
-def check_fits_in_memory(target: int | None, sizes: Sequence[int], image_shape: Sequence[int], memory_bytes: int) -> None:
+def check_fits_in_memory(
+    target: int | None, sizes: Sequence[int], image_shape: Sequence[int], memory_bytes: int
+) -> None:
     """Refuse an `augment.target` whose augmented train split would not fit in half of `memory_bytes`.
 
     Half, because this stage holds the new images and their concatenation at once (twice the

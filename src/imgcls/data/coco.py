@@ -135,19 +135,44 @@ def _check_entries(dataset: dict, source: str) -> None:
                         f"extract.annotations: {source}: {key}[{index}].{field} must be {kind.__name__}, got {reprlib.repr(value)}"
                     )
                 if kind is int and value not in INT64:
-                    raise ImgclsError(f"extract.annotations: {source}: {key}[{index}].{field} must be a 64-bit integer, got {value}")
+                    raise ImgclsError(
+                        f"extract.annotations: {source}: {key}[{index}].{field} must be a 64-bit integer, got {value}"
+                    )
 
 
 # What pycocotools would silently overwrite or merge, and how to say which entries collide.
 _UNIQUE = (
-    ("images", "id", lambda a, b: f"image id {a['id']} appears twice ({a['file_name']!r} and {b['file_name']!r}); "
-     "image ids must be unique (the second image would take the first one's annotations)"),
-    ("categories", "id", lambda a, b: f"category id {a['id']} appears twice ({a['name']!r} and {b['name']!r}); "
-     "category ids must be unique"),
-    ("categories", "name", lambda a, b: f"category name {a['name']!r} appears twice (ids {a['id']} and {b['id']}); "
-     "category names must be unique, since extract.categories chooses by name"),
-    ("images", "file_name", lambda a, b: f"file_name {a['file_name']!r} is listed under image ids {a['id']} and {b['id']}; "
-     "a file must be one image, or it is extracted twice with possibly different labels"),
+    (
+        "images",
+        "id",
+        lambda a, b: (
+            f"image id {a['id']} appears twice ({a['file_name']!r} and {b['file_name']!r}); "
+            "image ids must be unique (the second image would take the first one's annotations)"
+        ),
+    ),
+    (
+        "categories",
+        "id",
+        lambda a, b: (
+            f"category id {a['id']} appears twice ({a['name']!r} and {b['name']!r}); category ids must be unique"
+        ),
+    ),
+    (
+        "categories",
+        "name",
+        lambda a, b: (
+            f"category name {a['name']!r} appears twice (ids {a['id']} and {b['id']}); "
+            "category names must be unique, since extract.categories chooses by name"
+        ),
+    ),
+    (
+        "images",
+        "file_name",
+        lambda a, b: (
+            f"file_name {a['file_name']!r} is listed under image ids {a['id']} and {b['id']}; "
+            "a file must be one image, or it is extracted twice with possibly different labels"
+        ),
+    ),
 )
 
 
@@ -184,9 +209,15 @@ def category_ids(coco: COCO, names: Sequence[str]) -> dict[str, int]:
 # Every rule that can keep an image out of its category, in the order they apply; the stage
 # counts each per category (selection.csv) and names them when a category ends up empty.
 RULES = (
-    "hidden", "unsupported_extension",  # image-folder source
-    "crowd", "other_categories", "several_categories",  # COCO source
-    "not_sampled", "missing_file", "download_failed", "unreadable",
+    "hidden",
+    "unsupported_extension",  # image-folder source
+    "crowd",
+    "other_categories",
+    "several_categories",  # COCO source
+    "not_sampled",
+    "missing_file",
+    "download_failed",
+    "unreadable",
     "duplicate",  # the same decoded pixels as an image kept (extraction.drop_duplicates)
 )
 
@@ -198,7 +229,9 @@ def describe_removed(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{rule} removed {counts[rule]}" for rule in RULES if counts.get(rule))
 
 
-def image_verdict(anns: Sequence[dict], name_of: Mapping[int, str], crowd: Rule, other_categories: Rule) -> dict[str, str | None]:
+def image_verdict(
+    anns: Sequence[dict], name_of: Mapping[int, str], crowd: Rule, other_categories: Rule
+) -> dict[str, str | None]:
     """For each chosen category an image's annotations mention, the rule keeping the image out of it (None: eligible).
 
     With `crowd="disqualify"` any crowd annotation rules the image out (a crowd box is not a
@@ -229,7 +262,9 @@ def image_verdict(anns: Sequence[dict], name_of: Mapping[int, str], crowd: Rule,
     return {name: rule or (None if name in labels else "crowd") for name in mentioned}
 
 
-def classify_images(coco: COCO, chosen: dict[str, int], crowd: Rule, other_categories: Rule) -> tuple[dict[str, list[int]], Removed]:
+def classify_images(
+    coco: COCO, chosen: dict[str, int], crowd: Rule, other_categories: Rule
+) -> tuple[dict[str, list[int]], Removed]:
     """Per chosen category: the sorted ids of its single-label images, and how many images each rule kept out."""
     name_of = {cid: name for name, cid in chosen.items()}
     eligible: dict[str, list[int]] = {name: [] for name in chosen}
@@ -243,7 +278,9 @@ def classify_images(coco: COCO, chosen: dict[str, int], crowd: Rule, other_categ
     return eligible, removed
 
 
-def require_eligible(eligible: Mapping[str, Sequence[object]], removed: Mapping[str, Mapping[str, int]], what: str, remedy: str) -> None:
+def require_eligible(
+    eligible: Mapping[str, Sequence[object]], removed: Mapping[str, Mapping[str, int]], what: str, remedy: str
+) -> None:
     """Refuse categories left without images, naming the rules that removed them."""
     empty = [name for name, ids in eligible.items() if not ids]
     if empty:
@@ -281,7 +318,9 @@ def sample_per_category(
             )
         shares = _proportional([len(split_ids) for split_ids in by_split.values()], limit)
         sampled[name] = sorted(
-            int(i) for split_ids, share in zip(by_split.values(), shares) for i in rng.choice(split_ids, size=share, replace=False)
+            int(i)
+            for split_ids, share in zip(by_split.values(), shares)
+            for i in rng.choice(split_ids, size=share, replace=False)
         )
     return sampled
 
@@ -299,7 +338,9 @@ def select(
     chosen = category_ids(coco, categories)
     eligible, removed = classify_images(coco, chosen, crowd, other_categories)
     require_eligible(
-        eligible, removed, "single-label images",
+        eligible,
+        removed,
+        "single-label images",
         "choose other categories, or set extract.crowd / extract.other_categories to ignore to keep such images",
     )
     sampled = sample_per_category({name: {"": ids} for name, ids in eligible.items()}, per_category, seed, removed)
@@ -314,4 +355,3 @@ def select(
                 Selected(image_id, name, source, info["file_name"], info["width"], info["height"], info.get("coco_url"))
             )
     return sorted(records, key=lambda r: r.image_id), removed
-

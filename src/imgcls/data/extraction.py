@@ -55,7 +55,9 @@ def _extract_one(record: Selected, size: int, given_split: str) -> tuple[Row, by
     try:
         pixels, (width, height) = decode(record.source, expected, target=size)
     except BadImageError as exc:
-        return BadImage(record.image_id, record.source_name, str(exc), "unreadable" if record.source.is_file() else "missing_file")
+        return BadImage(
+            record.image_id, record.source_name, str(exc), "unreadable" if record.source.is_file() else "missing_file"
+        )
     png = encode_png(fit_within(pixels, size))
     row = {
         "id": record.image_id,
@@ -111,7 +113,10 @@ def extract_images(
         write_csv(tmp / DUPLICATES_FILE, duplicates, DUPLICATE_COLUMNS, extrasaction="ignore")
         write_csv(
             tmp / BAD_IMAGES_FILE,
-            ({"id": b.image_id, "source_file": b.source_name, "reason": b.reason} for b in sorted(bad, key=lambda b: b.image_id)),
+            (
+                {"id": b.image_id, "source_file": b.source_name, "reason": b.reason}
+                for b in sorted(bad, key=lambda b: b.image_id)
+            ),
             BAD_IMAGE_COLUMNS,
         )
     return len(rows), bad, selection
@@ -169,7 +174,12 @@ def selection_table(
     for row in kept:
         counts[str(row["category"])]["kept"] += 1
     return [
-        {"category": name, "found": sum(c[rule] for rule in (*RULES, "kept")), **{rule: c[rule] for rule in RULES}, "kept": c["kept"]}
+        {
+            "category": name,
+            "found": sum(c[rule] for rule in (*RULES, "kept")),
+            **{rule: c[rule] for rule in RULES},
+            "kept": c["kept"],
+        }
         for name, c in counts.items()
     ]
 
@@ -188,7 +198,8 @@ def _check_left(selection: Sequence[Mapping[str, object]]) -> None:
     require_eligible(
         {str(row["category"]): range(int(row["kept"])) for row in selection},
         {str(row["category"]): row for row in selection},
-        "usable images left", "restore those files (extract.on_bad_image: fail lists them)",
+        "usable images left",
+        "restore those files (extract.on_bad_image: fail lists them)",
     )
 
 
@@ -207,7 +218,12 @@ def _check_bad(bad: Sequence[BadImage], total: int, on_bad_image: str, max_bad_f
 
 
 def fetch_missing(
-    records: Sequence[Selected], images_dir: Path, workers: int, timeout: float, retries: int, allowed_hosts: Collection[str]
+    records: Sequence[Selected],
+    images_dir: Path,
+    workers: int,
+    timeout: float,
+    retries: int,
+    allowed_hosts: Collection[str],
 ) -> list[BadImage]:
     """Download the selected images into `images_dir` from their `coco_url`; failures come back as bad images."""
     without_url = [r for r in records if not r.url]
@@ -216,6 +232,10 @@ def fetch_missing(
             f"extract.download: image {without_url[0].image_id} ({without_url[0].source_name}) has no coco_url in the annotation file"
         )
     wanted = [RemoteImage(r.source_name, str(r.url), int(r.width or 0), int(r.height or 0)) for r in records]
-    failures = download_images(wanted, images_dir, workers=workers, timeout=timeout, retries=retries, allowed_hosts=allowed_hosts)
+    failures = download_images(
+        wanted, images_dir, workers=workers, timeout=timeout, retries=retries, allowed_hosts=allowed_hosts
+    )
     id_of = {r.source_name: r.image_id for r in records}
-    return [BadImage(id_of[f.file_name], f.file_name, f"download failed: {f.reason}", "download_failed") for f in failures]
+    return [
+        BadImage(id_of[f.file_name], f.file_name, f"download failed: {f.reason}", "download_failed") for f in failures
+    ]

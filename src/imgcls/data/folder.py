@@ -70,18 +70,23 @@ def scan_folder(root: Path, categories: Sequence[str]) -> tuple[dict[str, dict[s
     if missing:
         hints = [f"'{m}'" + (f" ({close})" if (close := did_you_mean(m, present)) else "") for m in missing]
         where = ", ".join(str(root / split) for split in splits)
-        raise ImgclsError(f"extract.categories: no class folder for {'; '.join(hints)} in {where}. Available: {', '.join(present)}")
+        raise ImgclsError(
+            f"extract.categories: no class folder for {'; '.join(hints)} in {where}. Available: {', '.join(present)}"
+        )
     resolved_root = root.resolve()
     found: dict[str, dict[str, list[Path]]] = {}
     removed: Removed = {}
     for name in categories:
         removed[name] = Counter()
         found[name] = {
-            split: _class_images(root / split / name, resolved_root, removed[name]) for split in splits if (root / split / name).is_dir()
+            split: _class_images(root / split / name, resolved_root, removed[name])
+            for split in splits
+            if (root / split / name).is_dir()
         }
     require_eligible(
         {name: [path for paths in by_split.values() for path in paths] for name, by_split in found.items()},
-        removed, f"images in the class folder under {root}",
+        removed,
+        f"images in the class folder under {root}",
         f"images need a {'/'.join(IMAGE_SUFFIXES)} name not starting with '.'",
     )
     return found, removed

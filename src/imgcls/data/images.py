@@ -81,16 +81,24 @@ def header_info(data: bytes, name: Path | str) -> tuple[int, int, str]:
 def check_size(width: int, height: int, name: Path | str, expected_size: tuple[int, int] | None) -> None:
     """Refuse, from a header's claimed size alone, decompression bombs and sizes other than `expected_size`."""
     if width * height > MAX_PIXELS:
-        raise BadImageError(f"{name}: header claims {width}x{height} pixels, over the {MAX_PIXELS:,}-pixel limit; refused before decoding")
+        raise BadImageError(
+            f"{name}: header claims {width}x{height} pixels, over the {MAX_PIXELS:,}-pixel limit; refused before decoding"
+        )
     if expected_size is not None and (width, height) != tuple(expected_size):
-        raise BadImageError(f"{name}: image is {width}x{height} but the annotation says {expected_size[0]}x{expected_size[1]}")
+        raise BadImageError(
+            f"{name}: image is {width}x{height} but the annotation says {expected_size[0]}x{expected_size[1]}"
+        )
 
 
 # JPEG's DCT can decode straight to 1/2, 1/4 or 1/8 scale, skipping most of the work. Pixels stay
 # in stored orientation, as IMREAD_UNCHANGED leaves them and as COCO's width/height describe them.
 _REDUCED_JPEG = tuple(
     (factor, flag | cv2.IMREAD_IGNORE_ORIENTATION)
-    for factor, flag in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+    for factor, flag in (
+        (8, cv2.IMREAD_REDUCED_COLOR_8),
+        (4, cv2.IMREAD_REDUCED_COLOR_4),
+        (2, cv2.IMREAD_REDUCED_COLOR_2),
+    )
 )
 
 
@@ -103,7 +111,9 @@ def _decode_flag(width: int, height: int, image_format: str, target: int | None)
     return cv2.IMREAD_UNCHANGED
 
 
-def decode(path: Path, expected_size: tuple[int, int] | None = None, target: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+def decode(
+    path: Path, expected_size: tuple[int, int] | None = None, target: int | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode any layout OpenCV knows, keeping bit depth and alpha (BGR/BGRA order); also return the stored (width, height).
 
     Refuses, before decoding, files that are missing, empty, not images, whose header claims

@@ -48,13 +48,24 @@ def cross_split_pairs(hashes: np.ndarray, assignment: np.ndarray, max_distance: 
 
 
 def write_near_duplicates(
-    path: Path, pairs: Sequence[tuple[int, int, int]], ids: np.ndarray, labels: np.ndarray, assignment: np.ndarray,
+    path: Path,
+    pairs: Sequence[tuple[int, int, int]],
+    ids: np.ndarray,
+    labels: np.ndarray,
+    assignment: np.ndarray,
     classes: Sequence[str],
 ) -> None:
     """One row per pair: each image's id, split and label, then their distance in bits."""
     rows = [
-        {"id_a": int(ids[i]), "split_a": SPLITS[assignment[i]], "label_a": classes[labels[i]],
-         "id_b": int(ids[j]), "split_b": SPLITS[assignment[j]], "label_b": classes[labels[j]], "distance": distance}
+        {
+            "id_a": int(ids[i]),
+            "split_a": SPLITS[assignment[i]],
+            "label_a": classes[labels[i]],
+            "id_b": int(ids[j]),
+            "split_b": SPLITS[assignment[j]],
+            "label_b": classes[labels[j]],
+            "distance": distance,
+        }
         for i, j, distance in pairs
     ]
     write_csv(path, rows, NEAR_DUPLICATE_COLUMNS)

@@ -29,6 +29,10 @@ class Preprocessing:
         if not path.is_file():
             raise ImgclsError(f"{path}: not found; run `dvc repro` (the normalize and split stages write it)")
         plain = read_json(path)
-        if not isinstance(plain, dict) or set(plain) != {"side_px", "resize"} or plain["resize"] not in ("pad", "stretch"):
+        if (
+            not isinstance(plain, dict)
+            or set(plain) != {"side_px", "resize"}
+            or plain["resize"] not in ("pad", "stretch")
+        ):
             raise ImgclsError(f"{path}: expected {{'side_px': <int>, 'resize': 'pad' | 'stretch'}}, got {plain!r}")
         return cls(int(plain["side_px"]), plain["resize"])

@@ -57,10 +57,14 @@ def _encode(ink: np.ndarray, layout: str, rng: np.random.Generator) -> np.ndarra
     return pixels
 
 
-def build_sample(seed: int, scarce_category: str, scarce_fraction: float) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def build_sample(
+    seed: int, scarce_category: str, scarce_fraction: float
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Return a COCO annotation dict and the images it names (file name -> pixels)."""
     if scarce_category not in DIGIT_NAMES:
-        raise ImgclsError(f"sample.scarce_category: '{scarce_category}' is not a digit name; valid: {', '.join(DIGIT_NAMES)}")
+        raise ImgclsError(
+            f"sample.scarce_category: '{scarce_category}' is not a digit name; valid: {', '.join(DIGIT_NAMES)}"
+        )
     rng = np.random.default_rng(seed)
     digits = load_digits()
     scarce_label = DIGIT_NAMES.index(scarce_category)
@@ -89,9 +93,13 @@ def build_sample(seed: int, scarce_category: str, scarce_fraction: float) -> tup
         x = 0
         for member, width in zip(members, cell_w):
             category_id = CATEGORY_IDS[int(digits.target[member])]
-            annotations.append(_annotation(len(annotations) + 1, image_id, category_id, [x, 0, width, height], crowd=False))
+            annotations.append(
+                _annotation(len(annotations) + 1, image_id, category_id, [x, 0, width, height], crowd=False)
+            )
             if rng.random() < CROWD_FRACTION:
-                annotations.append(_annotation(len(annotations) + 1, image_id, category_id, [x, 0, width, height], crowd=True))
+                annotations.append(
+                    _annotation(len(annotations) + 1, image_id, category_id, [x, 0, width, height], crowd=True)
+                )
             x += width
     categories = [{"id": cid, "name": name, "supercategory": "digit"} for cid, name in zip(CATEGORY_IDS, DIGIT_NAMES)]
     coco = {

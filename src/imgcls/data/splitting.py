@@ -35,7 +35,9 @@ def _check_class_sizes(labels: np.ndarray, classes: Sequence[str], fractions: Se
         )
 
 
-def assign_by_fractions(labels: np.ndarray, classes: Sequence[str], fractions: Sequence[float], seed: int) -> np.ndarray:
+def assign_by_fractions(
+    labels: np.ndarray, classes: Sequence[str], fractions: Sequence[float], seed: int
+) -> np.ndarray:
     """Return a split index (0 train, 1 val, 2 test) per sample, stratified by label; a test share of 0 assigns no test."""
     _check_class_sizes(labels, classes, fractions)
     index = np.arange(len(labels))
@@ -63,7 +65,9 @@ def _counts_for_class(per_class: Sequence[int], available: int, name: str) -> tu
             )
         return train, val, available - train - val
     if available < sum(per_class):
-        raise ImgclsError(f"split.per_class: {list(per_class)} needs {sum(per_class)} images of class '{name}', but it has {available}")
+        raise ImgclsError(
+            f"split.per_class: {list(per_class)} needs {sum(per_class)} images of class '{name}', but it has {available}"
+        )
     return per_class[0], per_class[1], per_class[2]
 
 
@@ -147,17 +151,23 @@ def assign_given(
     return assignment, "; ".join(done)
 
 
-def _check_every_class_everywhere(labels: np.ndarray, assignment: np.ndarray, classes: Sequence[str], splits: Sequence[str]) -> None:
+def _check_every_class_everywhere(
+    labels: np.ndarray, assignment: np.ndarray, classes: Sequence[str], splits: Sequence[str]
+) -> None:
     for name in splits:
         split = SPLITS.index(name)
         absent = sorted(set(range(len(classes))) - set(labels[assignment == split].tolist()))
         if absent:
-            raise ImgclsError(f"split.fractions: split '{name}' would have no '{classes[absent[0]]}' images; add more data")
+            raise ImgclsError(
+                f"split.fractions: split '{name}' would have no '{classes[absent[0]]}' images; add more data"
+            )
 
 
 def load_normalized(normalized_dir: Path, classes: Sequence[str]) -> tuple[PackedSplit, list[str]]:
     """Read the normalize stage's manifest and images into one array set, ordered by id, and each image's given split."""
-    rows = sorted(read_csv(normalized_dir / "manifest.csv", ("id", "category", "file", "given_split")), key=lambda r: int(r["id"]))
+    rows = sorted(
+        read_csv(normalized_dir / "manifest.csv", ("id", "category", "file", "given_split")), key=lambda r: int(r["id"])
+    )
     label_of = {name: i for i, name in enumerate(classes)}
     unknown = sorted({r["category"] for r in rows} - set(label_of))
     if unknown:

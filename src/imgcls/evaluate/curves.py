@@ -92,4 +92,3 @@ def overlay_figure(path: Path, curves: Mapping[str, Curve], column: str, label: 
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
-

@@ -81,7 +81,9 @@ def write_page_template(path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("template", type=Path, help="where to write the template (pass it to dvc plots show/diff --html-template)")
+    parser.add_argument(
+        "template", type=Path, help="where to write the template (pass it to dvc plots show/diff --html-template)"
+    )
     args = parser.parse_args(argv)
     stage_main(lambda: write_page_template(args.template))
 

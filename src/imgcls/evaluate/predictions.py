@@ -16,7 +16,9 @@ PREDICTION_COLUMNS = ("id", "actual", "predicted")
 LABEL_ORDER_COLUMNS = ("actual_index", "predicted_index")
 
 
-def write_predictions(path: Path, ids: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> None:
+def write_predictions(
+    path: Path, ids: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]
+) -> None:
     rows = [
         {"id": int(i), "actual": classes[t], "predicted": classes[p], "actual_index": int(t), "predicted_index": int(p)}
         for i, t, p in zip(ids, y_true, y_pred)
@@ -38,14 +40,22 @@ def read_predictions(path: Path, classes: Sequence[str]) -> tuple[np.ndarray, np
 def confusion_figure(path: Path, y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str], title: str) -> None:
     fig, ax = plt.subplots(figsize=(1.2 + 0.5 * len(classes), 1.0 + 0.5 * len(classes)))
     ConfusionMatrixDisplay.from_predictions(
-        y_true, y_pred, labels=list(range(len(classes))), display_labels=list(classes), ax=ax, colorbar=False, xticks_rotation=45
+        y_true,
+        y_pred,
+        labels=list(range(len(classes))),
+        display_labels=list(classes),
+        ax=ax,
+        colorbar=False,
+        xticks_rotation=45,
     )
     ax.set_title(title)
     fig.tight_layout()
     save_figure(fig, path)
 
 
-def misclassified_grid(path: Path, images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str], limit: int) -> None:
+def misclassified_grid(
+    path: Path, images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str], limit: int
+) -> None:
     """The first `limit` wrong test predictions, titled `true -> predicted`."""
     wrong = np.flatnonzero(y_true != y_pred)[:limit]
     titles = [f"{classes[y_true[i]]} -> {classes[y_pred[i]]}" for i in wrong]

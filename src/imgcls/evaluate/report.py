@@ -48,7 +48,10 @@ def filter_grid(path: Path, conv: nn.Conv2d, title: str) -> None:
         ax.axis("off")
     for ax, kernel in zip(axes.flat, weights):
         kernel = (kernel - kernel.min()) / (np.ptp(kernel) or 1.0)
-        ax.imshow(kernel.transpose(1, 2, 0) if kernel.shape[0] == 3 else kernel[0], cmap=None if kernel.shape[0] == 3 else "gray")
+        ax.imshow(
+            kernel.transpose(1, 2, 0) if kernel.shape[0] == 3 else kernel[0],
+            cmap=None if kernel.shape[0] == 3 else "gray",
+        )
     fig.suptitle(title, fontsize=9)
     save_figure(fig, path)
 
@@ -62,7 +65,9 @@ def _conv_outputs(model: nn.Module, inputs: torch.Tensor) -> dict[str, tuple[Sha
         # Copied now: an in-place activation after the convolution would otherwise overwrite it.
         captured[name] = (tuple(out.shape[1:]), out[0, :FEATURE_CHANNELS].float().cpu().numpy().copy())
 
-    hooks = [module.register_forward_hook(lambda _m, _i, out, name=name: keep(name, out)) for name, module in convs.items()]
+    hooks = [
+        module.register_forward_hook(lambda _m, _i, out, name=name: keep(name, out)) for name, module in convs.items()
+    ]
     try:
         with torch.no_grad():
             model.eval()(inputs)
@@ -108,7 +113,9 @@ def pick_feature_layers(shapes: Mapping[str, Shape], layers: Sequence[str] | Non
     present = [name for name in layers if name in shapes]
     if not present:
         hints = "".join(_did_you_mean(name, list(shapes)) for name in layers)
-        raise ImgclsError(f"report.feature_layers: this model has no convolution named {list(layers)}{hints}; its conv layers: {_listing(shapes)}")
+        raise ImgclsError(
+            f"report.feature_layers: this model has no convolution named {list(layers)}{hints}; its conv layers: {_listing(shapes)}"
+        )
     return present
 
 
@@ -119,7 +126,9 @@ def check_feature_layers(layers: Sequence[str] | None, shapes_by_model: Mapping[
     if missing:
         hints = "".join(_did_you_mean(name, known) for name in missing)
         models = "; ".join(f"{model}: {_listing(shapes)}" for model, shapes in shapes_by_model.items())
-        raise ImgclsError(f"report.feature_layers: no model has a convolution named {missing}{hints}; conv layers of {models}")
+        raise ImgclsError(
+            f"report.feature_layers: no model has a convolution named {missing}{hints}; conv layers of {models}"
+        )
 
 
 def _feature_row(axes: Sequence[Axes], name: str, shape: Shape, channels: np.ndarray, image: np.ndarray) -> None:
@@ -136,7 +145,13 @@ def _feature_row(axes: Sequence[Axes], name: str, shape: Shape, channels: np.nda
 
 
 def feature_maps(
-    path: Path, model: nn.Module, image: np.ndarray, mean: Channels, std: Channels, title: str, layers: Sequence[str] | None = None
+    path: Path,
+    model: nn.Module,
+    image: np.ndarray,
+    mean: Channels,
+    std: Channels,
+    title: str,
+    layers: Sequence[str] | None = None,
 ) -> dict[str, Shape]:
     """A few channels of each picked convolution's output for one HxWx3 uint8 image, normalised with the model's
     `mean` and `std` as in training (see `pick_feature_layers`), a row per layer.
@@ -155,7 +170,9 @@ def feature_maps(
     for row, name in zip(axes, picked):
         _feature_row(row, name, *outputs[name], image)
     if not picked:
-        axes[0, 0].set_title(f"no convolution has maps larger than 2x2 at {image.shape[1]}x{image.shape[0]} px", fontsize=7, loc="left")
+        axes[0, 0].set_title(
+            f"no convolution has maps larger than 2x2 at {image.shape[1]}x{image.shape[0]} px", fontsize=7, loc="left"
+        )
     fig.suptitle(title, fontsize=9)
     save_figure(fig, path)
     return {name: outputs[name][0] for name in picked if _drawable(outputs[name][0])}

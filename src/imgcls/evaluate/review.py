@@ -68,14 +68,21 @@ def pick_winner(
         return Verdict(ranked[0], key, float(scores[ranked[0]][key]), None, None, None)
     winner, runner_up = ranked[:2]
     return Verdict(
-        winner, key, float(scores[winner][key]), runner_up, float(scores[runner_up][key]),
+        winner,
+        key,
+        float(scores[winner][key]),
+        runner_up,
+        float(scores[runner_up][key]),
         paired_test(y_true, predictions[winner], predictions[runner_up]),
     )
 
 
 def ensemble_versus_best(
-    y_true: np.ndarray, predictions: Mapping[str, np.ndarray], scores: Mapping[str, Mapping[str, Any]],
-    ensemble: str, members: Sequence[str],
+    y_true: np.ndarray,
+    predictions: Mapping[str, np.ndarray],
+    scores: Mapping[str, Mapping[str, Any]],
+    ensemble: str,
+    members: Sequence[str],
 ) -> str | None:
     """The ensemble against its best member by test macro-F1, tested as the winner is; None with no ensemble rows."""
     if len(predictions.get(ensemble, ())) == 0:
@@ -83,12 +90,17 @@ def ensemble_versus_best(
     best = max(members, key=lambda m: scores[m]["f1_macro"])
     mine, theirs = scores[ensemble]["f1_macro"], scores[best]["f1_macro"]
     paired = paired_test(y_true, predictions[ensemble], predictions[best])
-    return f"{ensemble} test f1_macro {mine:.4f}, {best} {theirs:.4f} ({mine - theirs:+.4f}), " + significance(paired, best)
+    return f"{ensemble} test f1_macro {mine:.4f}, {best} {theirs:.4f} ({mine - theirs:+.4f}), " + significance(
+        paired, best
+    )
 
 
 def flags(
-    predictions: Mapping[str, np.ndarray], scores: Mapping[str, Mapping[str, Any]], classes: Sequence[str],
-    ensemble: str | None, members: Sequence[str],
+    predictions: Mapping[str, np.ndarray],
+    scores: Mapping[str, Mapping[str, Any]],
+    classes: Sequence[str],
+    ensemble: str | None,
+    members: Sequence[str],
 ) -> list[str]:
     """Results a reader should not take at face value: chance level, one predicted class, an ensemble below a member."""
     chance = 1 / len(classes)
@@ -145,8 +157,14 @@ def error_overlap(y_true: np.ndarray, predictions: Mapping[str, np.ndarray]) -> 
         paired = paired_test(y_true, predictions[a], predictions[b])
         both = int(((predictions[a] != y_true) & (predictions[b] != y_true)).sum())
         rows.append(
-            {"model A": a, "model B": b, "both wrong": both, "only A wrong": paired.only_a,
-             "only B wrong": paired.only_b, "exact McNemar": format_p(paired.p_value)}
+            {
+                "model A": a,
+                "model B": b,
+                "both wrong": both,
+                "only A wrong": paired.only_a,
+                "only B wrong": paired.only_b,
+                "exact McNemar": format_p(paired.p_value),
+            }
         )
     return rows
 

@@ -30,8 +30,12 @@ def classification_scores(y_true: np.ndarray, y_pred: np.ndarray, classes: Seque
     labels = list(range(len(classes)))
     scores: dict[str, Any] = {"accuracy": float(accuracy_score(y_true, y_pred))}
     for average in ("macro", "weighted"):
-        precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average=average, zero_division=0)
-        scores.update({f"precision_{average}": float(precision), f"recall_{average}": float(recall), f"f1_{average}": float(f1)})
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            y_true, y_pred, labels=labels, average=average, zero_division=0
+        )
+        scores.update(
+            {f"precision_{average}": float(precision), f"recall_{average}": float(recall), f"f1_{average}": float(f1)}
+        )
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     scores["per_class"] = {
         name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}

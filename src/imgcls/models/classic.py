@@ -80,8 +80,10 @@ class Net1(_ConvNet):
         p = self.padding
         side = _feature_side(image_size, lambda s: _pool(_conv(_pool(_conv(s, 3, p)), 3, p)))
         features: list[nn.Module] = [
-            nn.Conv2d(3, 16, 3, padding=p), *_activate_and_pool(nn.ReLU),
-            nn.Conv2d(16, 32, 3, padding=p), *_activate_and_pool(nn.ReLU),
+            nn.Conv2d(3, 16, 3, padding=p),
+            *_activate_and_pool(nn.ReLU),
+            nn.Conv2d(16, 32, 3, padding=p),
+            *_activate_and_pool(nn.ReLU),
         ]
         for _ in range(self.extra_convs):
             features += [nn.Conv2d(32, 32, 3, padding=1), nn.ReLU()]
@@ -128,7 +130,13 @@ class CNN(_ConvNet):
         _check_dropout(dropout)
         side = _feature_side(image_size, lambda s: s // 8)
         features = _stage(3, 32, 3, nn.ReLU) + _stage(32, 64, 3, nn.ReLU) + _stage(64, 128, 3, nn.ReLU)
-        classifier = [nn.Flatten(), nn.Linear(128 * side * side, 256), nn.ReLU(), nn.Dropout(dropout), nn.Linear(256, num_classes)]
+        classifier = [
+            nn.Flatten(),
+            nn.Linear(128 * side * side, 256),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(256, num_classes),
+        ]
         super().__init__(features, classifier)
 
 
@@ -177,7 +185,11 @@ class ResNetScratch(_ConvNet):
     def __init__(self, num_classes: int, image_size: int, *, dropout: float = 0.0) -> None:
         _check_dropout(dropout)
         _feature_side(image_size, _pool)
-        features: list[nn.Module] = [nn.Conv2d(3, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), *_activate_and_pool(nn.ReLU)]
+        features: list[nn.Module] = [
+            nn.Conv2d(3, 32, 3, padding=1, bias=False),
+            nn.BatchNorm2d(32),
+            *_activate_and_pool(nn.ReLU),
+        ]
         for in_channels, out_channels in itertools.pairwise((32, 64, 128, 256, 512, 1024)):
             features.append(BasicBlock(in_channels, out_channels, dropout))
         features.append(nn.AdaptiveAvgPool2d(1))
@@ -197,8 +209,12 @@ class MediumCNN(_ConvNet):
         ]
         classifier = [
             nn.Flatten(),
-            nn.Linear(512 * side * side, 1024), nn.Dropout(dropout), nn.ReLU(),
-            nn.Linear(1024, 512), nn.Dropout(dropout), nn.ReLU(),
+            nn.Linear(512 * side * side, 1024),
+            nn.Dropout(dropout),
+            nn.ReLU(),
+            nn.Linear(1024, 512),
+            nn.Dropout(dropout),
+            nn.ReLU(),
             nn.Linear(512, num_classes),
         ]
         super().__init__(features, classifier)
@@ -210,9 +226,13 @@ class MishCNN(_ConvNet):
     def __init__(self, num_classes: int, image_size: int) -> None:
         _feature_side(image_size, _pool)
         features = [
-            nn.Conv2d(3, 32, 7, padding=3), nn.MaxPool2d(2), nn.Mish(),
-            nn.Conv2d(32, 64, 3, padding=1), nn.Mish(),
-            nn.Conv2d(64, 64, 3, padding=1), nn.Mish(),
+            nn.Conv2d(3, 32, 7, padding=3),
+            nn.MaxPool2d(2),
+            nn.Mish(),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.Mish(),
+            nn.Conv2d(64, 64, 3, padding=1),
+            nn.Mish(),
             nn.AdaptiveAvgPool2d(1),
         ]
         super().__init__(features, [nn.Flatten(), nn.Linear(64, num_classes)])
@@ -224,9 +244,16 @@ class BNCNN(_ConvNet):
     def __init__(self, num_classes: int, image_size: int) -> None:
         _feature_side(image_size, lambda s: _conv(_conv(_pool(_conv(s, 7, 0)), 3, 0), 3, 0))
         features = [
-            nn.Conv2d(3, 32, 7), nn.BatchNorm2d(32), nn.Mish(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3), nn.BatchNorm2d(64), nn.Mish(),
-            nn.Conv2d(64, 64, 3), nn.BatchNorm2d(64), nn.Mish(),
+            nn.Conv2d(3, 32, 7),
+            nn.BatchNorm2d(32),
+            nn.Mish(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3),
+            nn.BatchNorm2d(64),
+            nn.Mish(),
+            nn.Conv2d(64, 64, 3),
+            nn.BatchNorm2d(64),
+            nn.Mish(),
             nn.AdaptiveAvgPool2d(1),
         ]
         super().__init__(features, [nn.Flatten(), nn.Linear(64, num_classes)])
@@ -240,8 +267,12 @@ class DeepMishCNN(_ConvNet):
         features = _stage(3, 64, 2, nn.Mish) + _stage(64, 128, 2, nn.Mish) + _stage(128, 256, 2, nn.Mish)
         classifier = [
             nn.Flatten(),
-            nn.Linear(256 * side * side, 512), nn.BatchNorm1d(512), nn.Mish(),
-            nn.Linear(512, 512), nn.BatchNorm1d(512), nn.Mish(),
+            nn.Linear(256 * side * side, 512),
+            nn.BatchNorm1d(512),
+            nn.Mish(),
+            nn.Linear(512, 512),
+            nn.BatchNorm1d(512),
+            nn.Mish(),
             nn.Linear(512, num_classes),
         ]
         super().__init__(features, classifier)

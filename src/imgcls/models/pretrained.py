@@ -114,7 +114,9 @@ def build(
     if state is not None and imagenet_problems:
         project_problems = _problems(model, state)
         if project_problems:
-            raise ImgclsError(_mismatch_message(name, num_classes, Path(weights_path), imagenet_problems, project_problems))
+            raise ImgclsError(
+                _mismatch_message(name, num_classes, Path(weights_path), imagenet_problems, project_problems)
+            )
         _load(model, state)
     if freeze != "none":
         _freeze(model, layout, freeze)
@@ -171,14 +173,18 @@ def _check_options(
         )
     if freeze not in FREEZE_MODES:
         raise ImgclsError(f"freeze {freeze!r} is not a freeze mode; valid: {', '.join(FREEZE_MODES)}")
-    if head_hidden is not None and (isinstance(head_hidden, bool) or not isinstance(head_hidden, int) or head_hidden < 1):
+    if head_hidden is not None and (
+        isinstance(head_hidden, bool) or not isinstance(head_hidden, int) or head_hidden < 1
+    ):
         raise ImgclsError(f"head_hidden {head_hidden!r} is not a layer width; use a positive integer or null")
     if isinstance(head_dropout, bool) or not isinstance(head_dropout, (int, float)) or not 0 <= head_dropout < 1:
         raise ImgclsError(f"head_dropout {head_dropout!r} is not a probability; use a number in [0, 1)")
     if not isinstance(probe, bool):
         raise ImgclsError(f"probe {probe!r} is not a boolean; use true or false")
     if probe and freeze != "backbone":
-        raise ImgclsError(f"probe trains the head on a frozen backbone's features, so it needs freeze 'backbone', not {freeze!r}")
+        raise ImgclsError(
+            f"probe trains the head on a frozen backbone's features, so it needs freeze 'backbone', not {freeze!r}"
+        )
 
 
 def _imagenet_model(name: str, pretrained: bool) -> nn.Module:

@@ -38,7 +38,9 @@ def to_device(split: PackedSplit, device: torch.device) -> DeviceSplit:
     return DeviceSplit(images.to(device), torch.from_numpy(np.asarray(split.labels, dtype=np.int64)).to(device))
 
 
-def batch_indices(n: int, batch_size: int, generator: torch.Generator | None, shard: tuple[int, int] = (0, 1)) -> Iterator[torch.Tensor]:
+def batch_indices(
+    n: int, batch_size: int, generator: torch.Generator | None, shard: tuple[int, int] = (0, 1)
+) -> Iterator[torch.Tensor]:
     """Yield index batches: shuffled when a generator is given, else in order.
 
     `shard=(rank, world)` keeps every world-th sample of the (shuffled) order, so each
@@ -53,7 +55,9 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator | None, sh
         yield order[start : start + batch_size]
 
 
-def training_batches(n: int, batch_size: int, generator: torch.Generator | None, shard: tuple[int, int] = (0, 1)) -> list[torch.Tensor]:
+def training_batches(
+    n: int, batch_size: int, generator: torch.Generator | None, shard: tuple[int, int] = (0, 1)
+) -> list[torch.Tensor]:
     """`batch_indices` less a trailing batch of one sample, which train-mode BatchNorm cannot normalise.
 
     Under `shard` the rule applies to each rank's own batch (what its BatchNorm layers see);
@@ -78,7 +82,11 @@ def _mean_std_images(
     shape = (1, 3, height, width)
 
     def whole_image(values: Channels) -> torch.Tensor:
-        return (torch.tensor(values, device=device).view(1, 3, 1, 1) * 255).expand(shape).contiguous(memory_format=memory_format)
+        return (
+            (torch.tensor(values, device=device).view(1, 3, 1, 1) * 255)
+            .expand(shape)
+            .contiguous(memory_format=memory_format)
+        )
 
     return whole_image(mean), whole_image(std)
 
@@ -91,7 +99,9 @@ def normalize(images: torch.Tensor, mean: Channels, std: Channels) -> torch.Tens
     """
     floats = images.float()
     channels_last = floats.is_contiguous(memory_format=torch.channels_last) and not floats.is_contiguous()
-    mean_image, std_image = _mean_std_images(tuple(mean), tuple(std), floats.shape[2], floats.shape[3], channels_last, floats.device)
+    mean_image, std_image = _mean_std_images(
+        tuple(mean), tuple(std), floats.shape[2], floats.shape[3], channels_last, floats.device
+    )
     # In place on the fresh float copy: out-of-place arithmetic allocated two more batches and took 5x as long on CPU.
     return floats.sub_(mean_image).div_(std_image).contiguous(memory_format=torch.channels_last)
 
@@ -99,20 +109,32 @@ def normalize(images: torch.Tensor, mean: Channels, std: Channels) -> torch.Tens
 @functools.lru_cache(maxsize=16)
 def _positions(height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Row indices, column indices and the columns mirrored, built once per image size rather than per batch."""
-    return torch.arange(height, device=device), torch.arange(width, device=device), torch.arange(width - 1, -1, -1, device=device)
+    return (
+        torch.arange(height, device=device),
+        torch.arange(width, device=device),
+        torch.arange(width - 1, -1, -1, device=device),
+    )
 
 
-def crop_flip_draws(batch: int, padding: int, hflip: bool, generator: torch.Generator) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def crop_flip_draws(
+    batch: int, padding: int, hflip: bool, generator: torch.Generator
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Each sample's (row, column) shift in [-padding, padding], (B, 2), and whether it is mirrored, (B,) bool.
 
     None for an augmentation that is off, which draws nothing. On the generator's device.
     """
-    offsets = torch.randint(-padding, padding + 1, (batch, 2), generator=generator, device=generator.device) if padding else None
+    offsets = (
+        torch.randint(-padding, padding + 1, (batch, 2), generator=generator, device=generator.device)
+        if padding
+        else None
+    )
     flips = torch.rand(batch, generator=generator, device=generator.device) < 0.5 if hflip else None
     return offsets, flips
 
 
-def crop_flip(images: torch.Tensor, offsets: torch.Tensor | None, flips: torch.Tensor | None, index: torch.Tensor | None = None) -> torch.Tensor:
+def crop_flip(
+    images: torch.Tensor, offsets: torch.Tensor | None, flips: torch.Tensor | None, index: torch.Tensor | None = None
+) -> torch.Tensor:
     """Shift each sample by its offsets (edge pixels repeated: pad-and-crop without the pad) and mirror
     the flipped ones left-right, as `crop_flip_draws` drew them.
 

@@ -48,7 +48,9 @@ def load_checkpoint(path: Path, keys: Collection[str] = ("model",)) -> dict[str,
     except FileNotFoundError:
         raise ImgclsError(f"{path}: checkpoint not found; run the train stage first") from None
     except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise ImgclsError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {_first_sentence(str(exc))}); {_expected(keys)}") from None
+        raise ImgclsError(
+            f"{path}: not a readable checkpoint ({type(exc).__name__}: {_first_sentence(str(exc))}); {_expected(keys)}"
+        ) from None
     if not isinstance(state, dict):
         raise ImgclsError(f"{path}: holds a {type(state).__name__}; {_expected(keys)}")
     return check_checkpoint(path, state, keys)
@@ -60,7 +62,9 @@ def check_checkpoint(path: Path, state: dict[str, Any], keys: Collection[str]) -
     if missing:
         raise ImgclsError(f"{path}: has no {missing} (it holds {_some(map(str, state))}); {_expected(keys)}")
     if "model" in keys and not _is_state_dict(state["model"]):
-        raise ImgclsError(f"{path}: its 'model' is a {type(state['model']).__name__}, not a state_dict of named tensors; {_expected(keys)}")
+        raise ImgclsError(
+            f"{path}: its 'model' is a {type(state['model']).__name__}, not a state_dict of named tensors; {_expected(keys)}"
+        )
     return state
 
 
@@ -82,7 +86,9 @@ def load_weights(model: nn.Module, path: Path, weights: Mapping[str, torch.Tenso
     """Load `weights`, read from `path`, into `model` (`described`, for the message), refusing ones that do not fit."""
     mismatch = state_dict_mismatch(model.state_dict(), weights)
     if mismatch:
-        raise ImgclsError(f"{path}: its weights do not fit {described}: {mismatch}; retrain it or point to its own checkpoint")
+        raise ImgclsError(
+            f"{path}: its weights do not fit {described}: {mismatch}; retrain it or point to its own checkpoint"
+        )
     model.load_state_dict(weights)
 
 
@@ -125,7 +131,11 @@ def code_digest(stage_script: Path) -> str:
     run never loads cannot change the checkpoint's bytes behind DVC's back.
     """
     digest = hashlib.sha256()
-    imported = {Path(m.__file__) for name, m in sys.modules.items() if name.split(".")[0] == "imgcls" and getattr(m, "__file__", None)}
+    imported = {
+        Path(m.__file__)
+        for name, m in sys.modules.items()
+        if name.split(".")[0] == "imgcls" and getattr(m, "__file__", None)
+    }
     for path in [stage_script, *sorted(imported)]:
         digest.update(path.read_bytes())
     runtime = (

@@ -45,7 +45,9 @@ def rebuild_trained(checkpoint: Path) -> TrainedModel:
     return TrainedModel(model.eval(), recipe)
 
 
-def rebuild_current(checkpoint: Path, settings: ModelSettings, classes: Sequence[str], preprocessing: Preprocessing) -> TrainedModel:
+def rebuild_current(
+    checkpoint: Path, settings: ModelSettings, classes: Sequence[str], preprocessing: Preprocessing
+) -> TrainedModel:
     """`rebuild_trained` for a pipeline stage: refused with one line where today's params and data would train another model."""
     trained = rebuild_trained(checkpoint)
     require_agreement(ModelRecipe(settings, tuple(classes), preprocessing), checkpoint, trained.recipe)

@@ -57,18 +57,34 @@ class ModelRecipe:
         """The recipe a checkpoint holds; one from older code, or a damaged one, is refused with a line saying to retrain."""
         retrain = "retrain it (`dvc repro --force train@<model>`) with this version of imgcls"
         if plain is None:
-            raise ImgclsError(f"{source}: written before checkpoints carried their model's recipe (classes, preprocessing, settings); {retrain}")
+            raise ImgclsError(
+                f"{source}: written before checkpoints carried their model's recipe (classes, preprocessing, settings); {retrain}"
+            )
         if not isinstance(plain, dict) or plain.get("version") != RECIPE_VERSION:
             version = plain.get("version") if isinstance(plain, dict) else None
-            raise ImgclsError(f"{source}: holds a recipe of format {version!r}, this imgcls reads format {RECIPE_VERSION}; {retrain}")
+            raise ImgclsError(
+                f"{source}: holds a recipe of format {version!r}, this imgcls reads format {RECIPE_VERSION}; {retrain}"
+            )
         try:
             options = ModelOptions.model_validate(plain["options"])
             settings = ModelSettings(
-                plain["name"], plain["arch"], TrainParams.model_validate(plain["train"]),
-                {k: v for k, v in options.model_dump().items() if v is not None and k not in ("arch", "unfreeze_at_epoch")},
-                plain["unfreeze_at_epoch"], plain["init_from"],
+                plain["name"],
+                plain["arch"],
+                TrainParams.model_validate(plain["train"]),
+                {
+                    k: v
+                    for k, v in options.model_dump().items()
+                    if v is not None and k not in ("arch", "unfreeze_at_epoch")
+                },
+                plain["unfreeze_at_epoch"],
+                plain["init_from"],
             )
-            return cls(settings, tuple(plain["classes"]), Preprocessing(int(plain["side_px"]), plain["resize"]), plain["fingerprint"])
+            return cls(
+                settings,
+                tuple(plain["classes"]),
+                Preprocessing(int(plain["side_px"]), plain["resize"]),
+                plain["fingerprint"],
+            )
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
             reason = f"no {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
             raise ImgclsError(f"{source}: its recipe is unreadable ({reason}); {retrain}") from None
@@ -93,14 +109,18 @@ class ModelRecipe:
 INPUT_KEYS = ("extract.categories", "extract.side_px", "normalize.resize")
 
 
-def differences(expected: ModelRecipe, found: ModelRecipe, keys: tuple[str, ...] | None = None) -> list[tuple[str, Any, Any]]:
+def differences(
+    expected: ModelRecipe, found: ModelRecipe, keys: tuple[str, ...] | None = None
+) -> list[tuple[str, Any, Any]]:
     """(params key, expected value, found value) for every setting (of `keys`, or all) on which the two recipes disagree."""
     ours, theirs = expected.by_params_key(), found.by_params_key()
     compared = keys if keys is not None else list({**ours, **theirs})
     return [(key, ours.get(key), theirs.get(key)) for key in compared if ours.get(key) != theirs.get(key)]
 
 
-def require_agreement(expected: ModelRecipe, checkpoint: Path, found: ModelRecipe, keys: tuple[str, ...] | None = None) -> None:
+def require_agreement(
+    expected: ModelRecipe, checkpoint: Path, found: ModelRecipe, keys: tuple[str, ...] | None = None
+) -> None:
     """Stop with one line when today's params and data would not give the model `checkpoint` holds."""
     disagreements = differences(expected, found, keys)
     if disagreements:
