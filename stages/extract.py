@@ -70,7 +70,8 @@ def main() -> None:
     splits = sorted(set(given_splits.values()) - {""}, key=SPLIT_FOLDERS.index)
     if splits:
         print(
-            f"extract: pre-split dataset; each image's folder ({', '.join(splits)}) is in the manifest's given_split column"
+            f"extract: pre-split dataset; each image's folder ({', '.join(splits)}) is in the manifest's given_split "
+            f"column"
         )
 
 

@@ -124,6 +124,7 @@ def main() -> None:
                 )
                 links.append(f"[feature maps]({args.figures.name}/{name}_features.png)")
             summary = read_json(args.train_metrics / name / "metrics.json")
+            timings = args.train_metrics / name / "timings.json"
             rows.append(
                 {
                     "model": name,
@@ -131,7 +132,7 @@ def main() -> None:
                     **scores[name],
                     **interval_columns(scores[name]),
                     "best val f1_macro (epoch)": f"{summary['best_val']['f1_macro']:.4f} ({summary['best_epoch']})",
-                    "train_seconds": f"{sum(read_json(args.train_metrics / name / 'timings.json')['epoch_seconds']):.1f}",
+                    "train_seconds": f"{sum(read_json(timings)['epoch_seconds']):.1f}",
                     "figures": ", ".join(links),
                 }
             )
@@ -174,7 +175,8 @@ def main() -> None:
         [
             f"# Winner: {verdict.sentence()}",
             "",
-            f"Test split: {len(test.ids)} images, {len(classes)} classes ({', '.join(classes)}); {resolution(y_true, classes)}. "
+            f"Test split: {len(test.ids)} images, {len(classes)} classes ({', '.join(classes)}); "
+            f"{resolution(y_true, classes)}. "
             f"The winner is picked by the test counterpart of train.monitor ({train.monitor}) and tested against the "
             "runner-up with McNemar's exact test on the images only one of them gets wrong.",
             "",

@@ -1,4 +1,5 @@
-"""DVC stage `split`: train/val/test or train/val only, stratified or as the dataset gave it, packed into memory-mappable arrays."""
+"""DVC stage `split`: train/val/test or train/val only, stratified or as the dataset gave it, packed into
+memory-mappable arrays."""
 
 from pathlib import Path
 

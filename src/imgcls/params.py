@@ -98,7 +98,8 @@ class ExtractParams(Section):
     def _source_layout(self) -> ExtractParams:
         if self.source == "folder" and self.annotations != self.images:
             raise ValueError(
-                "with source: folder the class sub-folders are the labels; set annotations to the same folder as images "
+                "with source: folder the class sub-folders are the labels; set annotations to the same folder as "
+                "images "
                 f"({self.images}) so DVC tracks it once"
             )
         if self.source == "folder" and self.download:
@@ -136,7 +137,8 @@ class SplitParams(Section):
             return counts
         if len(counts) not in (2, 3):
             raise ValueError(
-                f"per_class must be [train, val] (the rest of each class to test) or [train, val, test], got {list(counts)}"
+                f"per_class must be [train, val] (the rest of each class to test) or [train, val, test], got "
+                f"{list(counts)}"
             )
         if counts[0] <= 0 or counts[1] <= 0 or any(c < 0 for c in counts[2:]):
             raise ValueError(
@@ -148,7 +150,8 @@ class SplitParams(Section):
     def _per_class_needs_stratified(self) -> SplitParams:
         if self.method == "given" and self.per_class is not None:
             raise ValueError(
-                "per_class re-splits every class, so it needs method: stratified; set per_class: null to keep the given split"
+                "per_class re-splits every class, so it needs method: stratified; set per_class: null to keep the "
+                "given split"
             )
         return self
 
@@ -240,11 +243,13 @@ class ModelOptions(Section):
     def _probe_keeps_the_backbone_frozen(self) -> ModelOptions:
         if self.probe and self.freeze != "backbone":
             raise ValueError(
-                f"probe: true trains the head on a frozen backbone's features, so it needs freeze: backbone, not {self.freeze or 'none'}"
+                f"probe: true trains the head on a frozen backbone's features, so it needs freeze: backbone, not "
+                f"{self.freeze or 'none'}"
             )
         if self.probe and self.unfreeze_at_epoch is not None:
             raise ValueError(
-                "probe: true computes the frozen backbone's features once, so it cannot unfreeze; leave unfreeze_at_epoch empty"
+                "probe: true computes the frozen backbone's features once, so it cannot unfreeze; leave "
+                "unfreeze_at_epoch empty"
             )
         return self
 
@@ -323,7 +328,8 @@ def _describe(section: str, known: Collection[str], error: dict[str, Any]) -> st
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key{_hint(str(error['loc'][-1]), sorted(known), 'valid keys')}"
     if error["type"] == "missing" and isinstance(error["loc"][-1], int):
-        return f"{_key_path(section, error['loc'][:-1])}: too few values, item {error['loc'][-1]} (counting from 0) is missing"
+        item = error["loc"][-1]
+        return f"{_key_path(section, error['loc'][:-1])}: too few values, item {item} (counting from 0) is missing"
     if error["type"] == "missing":
         return f"{key}: required key is missing"
     message = error["msg"].removeprefix("Value error, ")

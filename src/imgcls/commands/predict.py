@@ -30,7 +30,8 @@ from imgcls.train.setup import select_device
 
 @dataclass(frozen=True)
 class Prediction:
-    """One image's `top` (class, probability) pairs, most probable first; for an unusable file, `error` says why instead."""
+    """One image's `top` (class, probability) pairs, most probable first; for an unusable file, `error` says why
+    instead."""
 
     path: Path
     top: tuple[tuple[str, float], ...] = ()
@@ -58,7 +59,8 @@ def image_files(paths: Sequence[Path]) -> list[Path]:
 
 
 def preprocess(path: Path, side: int, resize: Literal["pad", "stretch"]) -> np.ndarray:
-    """An image file as the split stage packs it, (side, side, 3) uint8 RGB: extract's decode and shrink, then normalize's squaring."""
+    """An image file as the split stage packs it, (side, side, 3) uint8 RGB: extract's decode and shrink, then
+    normalize's squaring."""
     pixels, _ = decode(path, target=side)
     return to_square(to_rgb8(fit_within(pixels, side)), side, resize)
 

@@ -77,7 +77,8 @@ def read_archive(path: Path) -> Iterator[ArchiveReader]:
 
 
 def drop_members(path: Path, names: Collection[str]) -> None:
-    """Rewrite the archive at `path` without the members `names`: zip cannot delete in place (and extract rarely needs it)."""
+    """Rewrite the archive at `path` without the members `names`: zip cannot delete in place (and extract rarely
+    needs it)."""
     if not names:
         return
     dropped = set(names)

@@ -132,7 +132,8 @@ def _check_entries(dataset: dict, source: str) -> None:
                 value = entry.get(field) if isinstance(entry, dict) else None
                 if not isinstance(value, kind) or isinstance(value, bool):
                     raise ImgclsError(
-                        f"extract.annotations: {source}: {key}[{index}].{field} must be {kind.__name__}, got {reprlib.repr(value)}"
+                        f"extract.annotations: {source}: {key}[{index}].{field} must be {kind.__name__}, got "
+                        f"{reprlib.repr(value)}"
                     )
                 if kind is int and value not in INT64:
                     raise ImgclsError(
@@ -289,7 +290,8 @@ def require_eligible(
 
 
 def _proportional(sizes: Sequence[int], total: int) -> list[int]:
-    """`total` shared out in proportion to `sizes`, the largest remainders rounding up, so the shares add up to `total`."""
+    """`total` shared out in proportion to `sizes`, the largest remainders rounding up, so the shares add up to
+    `total`."""
     whole, rest = zip(*(divmod(total * size, sum(sizes)) for size in sizes))
     up = sorted(range(len(sizes)), key=lambda i: -rest[i])[: total - sum(whole)]
     return [count + (i in up) for i, count in enumerate(whole)]
@@ -298,7 +300,8 @@ def _proportional(sizes: Sequence[int], total: int) -> list[int]:
 def sample_per_category(
     ids: Mapping[str, Mapping[str, list[int]]], limit: int | None, seed: int, removed: Removed
 ) -> dict[str, list[int]]:
-    """Draw up to `limit` ids per category, seeded, without replacement, from each given split in proportion to its size.
+    """Draw up to `limit` ids per category, seeded, without replacement, from each given split in proportion to its
+    size.
 
     `ids` maps category -> given split -> ids; COCO and unsplit folders have one split (''), for
     which this is a plain per-category draw. Proportional shares keep a pre-split dataset's
@@ -313,8 +316,10 @@ def sample_per_category(
         if limit > len(everything[name]):
             why = describe_removed(removed[name])
             raise ImgclsError(
-                f"extract.per_category: {limit} asked but category '{name}' has only {len(everything[name])} eligible images"
-                f"{f' ({why})' if why else ''}; lower per_category to at most {len(everything[name])} or set it to null for all"
+                f"extract.per_category: {limit} asked but category '{name}' has only {len(everything[name])} eligible "
+                f"images"
+                f"{f' ({why})' if why else ''}; lower per_category to at most {len(everything[name])} or set it to "
+                f"null for all"
             )
         shares = _proportional([len(split_ids) for split_ids in by_split.values()], limit)
         sampled[name] = sorted(
@@ -334,7 +339,8 @@ def select(
     crowd: Rule = "disqualify",
     other_categories: Rule = "disqualify",
 ) -> tuple[list[Selected], Removed]:
-    """Apply the single-label rule and the per-category sample: records ordered by id, and per category what each rule removed."""
+    """Apply the single-label rule and the per-category sample: records ordered by id, and per category what each
+    rule removed."""
     chosen = category_ids(coco, categories)
     eligible, removed = classify_images(coco, chosen, crowd, other_categories)
     require_eligible(

@@ -229,7 +229,8 @@ def fetch_missing(
     without_url = [r for r in records if not r.url]
     if without_url:
         raise ImgclsError(
-            f"extract.download: image {without_url[0].image_id} ({without_url[0].source_name}) has no coco_url in the annotation file"
+            f"extract.download: image {without_url[0].image_id} ({without_url[0].source_name}) has no coco_url in the "
+            f"annotation file"
         )
     wanted = [RemoteImage(r.source_name, str(r.url), int(r.width or 0), int(r.height or 0)) for r in records]
     failures = download_images(

@@ -1,4 +1,5 @@
-"""Image-folder datasets: `<root>/<class>/<image>` (torchvision's ImageFolder), or pre-split as `<root>/<split>/<class>/<image>`."""
+"""Image-folder datasets: `<root>/<class>/<image>` (torchvision's ImageFolder), or pre-split as
+`<root>/<split>/<class>/<image>`."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ SPLIT_FOLDERS = ("train", "val", "test")
 
 
 def _file_rule(path: Path, resolved_root: Path) -> str | None:
-    """The rule keeping a class folder's file out of its class (None: an image to read); refuses links out of the root."""
+    """The rule keeping a class folder's file out of its class (None: an image to read); refuses links out of the
+    root."""
     # Thumbnails, macOS `._` resource forks and .DS_Store are metadata, not pictures of the class.
     if path.name.startswith("."):
         return "hidden"
@@ -41,8 +43,10 @@ def given_splits(root: Path) -> tuple[str, ...]:
     others = [name for name in present if name not in SPLIT_FOLDERS]
     if splits and others:
         raise ImgclsError(
-            f"extract.images: {root} mixes split folders ({', '.join(splits)}) with other folders ({', '.join(others)}); "
-            f"use either <root>/<class>/<image> or <root>/<split>/<class>/<image> with only {', '.join(SPLIT_FOLDERS)} as splits"
+            f"extract.images: {root} mixes split folders ({', '.join(splits)}) with other folders "
+            f"({', '.join(others)}); "
+            f"use either <root>/<class>/<image> or <root>/<split>/<class>/<image> with only "
+            f"{', '.join(SPLIT_FOLDERS)} as splits"
         )
     return splits
 
@@ -60,7 +64,8 @@ def _class_images(folder: Path, resolved_root: Path, removed: Counter[str]) -> l
 
 
 def scan_folder(root: Path, categories: Sequence[str]) -> tuple[dict[str, dict[str, list[Path]]], Removed]:
-    """Per chosen class and given split ('' without split folders) the image files, sorted, and per class what each rule left out."""
+    """Per chosen class and given split ('' without split folders) the image files, sorted, and per class what each
+    rule left out."""
     if not root.is_dir():
         raise ImgclsError(f"extract.images: folder not found: {root}")
     # A class is in the dataset when any split has a folder for it; the split stage checks each split has it.

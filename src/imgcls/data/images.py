@@ -82,7 +82,8 @@ def check_size(width: int, height: int, name: Path | str, expected_size: tuple[i
     """Refuse, from a header's claimed size alone, decompression bombs and sizes other than `expected_size`."""
     if width * height > MAX_PIXELS:
         raise BadImageError(
-            f"{name}: header claims {width}x{height} pixels, over the {MAX_PIXELS:,}-pixel limit; refused before decoding"
+            f"{name}: header claims {width}x{height} pixels, over the {MAX_PIXELS:,}-pixel limit; refused before "
+            f"decoding"
         )
     if expected_size is not None and (width, height) != tuple(expected_size):
         raise BadImageError(
@@ -114,7 +115,8 @@ def _decode_flag(width: int, height: int, image_format: str, target: int | None)
 def decode(
     path: Path, expected_size: tuple[int, int] | None = None, target: int | None = None
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decode any layout OpenCV knows, keeping bit depth and alpha (BGR/BGRA order); also return the stored (width, height).
+    """Decode any layout OpenCV knows, keeping bit depth and alpha (BGR/BGRA order); also return the stored
+    (width, height).
 
     Refuses, before decoding, files that are missing, empty, not images, whose header claims
     more than MAX_PIXELS (decompression bombs) or a size other than `expected_size`;

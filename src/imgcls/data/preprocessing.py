@@ -1,4 +1,5 @@
-"""What the normalize stage did to every image: recorded beside the images, so a model's recipe takes it from the data."""
+"""What the normalize stage did to every image: recorded beside the images, so a model's recipe takes it from the
+data."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The split stage's work: assign every image to train, val or test, stratified by class or as the dataset gave it, and pack the splits."""
+"""The split stage's work: assign every image to train, val or test, stratified by class or as the dataset gave it,
+and pack the splits."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def _check_class_sizes(labels: np.ndarray, classes: Sequence[str], fractions: Se
 def assign_by_fractions(
     labels: np.ndarray, classes: Sequence[str], fractions: Sequence[float], seed: int
 ) -> np.ndarray:
-    """Return a split index (0 train, 1 val, 2 test) per sample, stratified by label; a test share of 0 assigns no test."""
+    """Return a split index (0 train, 1 val, 2 test) per sample, stratified by label; a test share of 0 assigns no
+    test."""
     _check_class_sizes(labels, classes, fractions)
     index = np.arange(len(labels))
     if fractions[2] == 0:
@@ -60,13 +62,15 @@ def _counts_for_class(per_class: Sequence[int], available: int, name: str) -> tu
         train, val = per_class
         if available <= train + val:
             raise ImgclsError(
-                f"split.per_class: {list(per_class)} takes {train} train and {val} val images of each class and puts the rest "
+                f"split.per_class: {list(per_class)} takes {train} train and {val} val images of each class and puts "
+                f"the rest "
                 f"in test, so class '{name}' needs at least {train + val + 1}, but it has {available}"
             )
         return train, val, available - train - val
     if available < sum(per_class):
         raise ImgclsError(
-            f"split.per_class: {list(per_class)} needs {sum(per_class)} images of class '{name}', but it has {available}"
+            f"split.per_class: {list(per_class)} needs {sum(per_class)} images of class '{name}', but it has "
+            f"{available}"
         )
     return per_class[0], per_class[1], per_class[2]
 
@@ -97,7 +101,8 @@ def _check_given_folders(labels: np.ndarray, given: np.ndarray, present: Sequenc
         absent = [f"'{classes[c]}'" for c in range(len(classes)) if not (labels[given == split] == c).any()]
         if absent:
             raise ImgclsError(
-                f"split.method: 'given' keeps the dataset's {split}/ folder as it is, but it holds no {', '.join(absent)} images; "
+                f"split.method: 'given' keeps the dataset's {split}/ folder as it is, but it holds no "
+                f"{', '.join(absent)} images; "
                 "add some, or set split.method: stratified"
             )
 
@@ -107,8 +112,10 @@ def _draw_val(labels: np.ndarray, train: np.ndarray, classes: Sequence[str], val
     needed, small = _classes_below(labels[train], classes, (val_share, 1 - val_share))
     if small:
         raise ImgclsError(
-            f"split.fractions: drawing val from the given train/ ({val_share:.0%}, fractions[1] / (fractions[0] + fractions[1])) "
-            f"needs at least {needed} train images per class, but {'; '.join(small)}. Add train images of those classes, "
+            f"split.fractions: drawing val from the given train/ ({val_share:.0%}, fractions[1] / (fractions[0] + "
+            f"fractions[1])) "
+            f"needs at least {needed} train images per class, but {'; '.join(small)}. Add train images of those "
+            f"classes, "
             "drop them from extract.categories, or change split.fractions"
         )
     _, val = train_test_split(train, test_size=val_share, stratify=labels[train], random_state=seed)
@@ -128,7 +135,8 @@ def assign_given(
     unsplit = int((given_split == "").sum())
     if unsplit:
         raise ImgclsError(
-            f"split.method: 'given' keeps a dataset's own train/ val/ test/ folders, but {unsplit} of {len(given_split)} images "
+            f"split.method: 'given' keeps a dataset's own train/ val/ test/ folders, but {unsplit} of "
+            f"{len(given_split)} images "
             "came from none (COCO, or an image folder laid out as <root>/<class>/<image>); set split.method: stratified"
         )
     present = [name for name in SPLITS if (given_split == name).any()]
@@ -164,7 +172,8 @@ def _check_every_class_everywhere(
 
 
 def load_normalized(normalized_dir: Path, classes: Sequence[str]) -> tuple[PackedSplit, list[str]]:
-    """Read the normalize stage's manifest and images into one array set, ordered by id, and each image's given split."""
+    """Read the normalize stage's manifest and images into one array set, ordered by id, and each image's given
+    split."""
     rows = sorted(
         read_csv(normalized_dir / "manifest.csv", ("id", "category", "file", "given_split")), key=lambda r: int(r["id"])
     )
@@ -181,7 +190,8 @@ def load_normalized(normalized_dir: Path, classes: Sequence[str]) -> tuple[Packe
 
 
 def no_test_split(assignment: np.ndarray) -> bool:
-    """No sample went to test (a test share or count of 0): the test folder then holds the val images, for evaluate to score."""
+    """No sample went to test (a test share or count of 0): the test folder then holds the val images, for evaluate
+    to score."""
     return not (assignment == SPLITS.index("test")).any()
 
 

@@ -26,7 +26,8 @@ def _normalize_one(
 
 
 def normalize_images(extracted_dir: Path, out_dir: Path, size: int, resize: Literal["pad", "stretch"]) -> int:
-    """Write `out_dir/images.zip` (viewable `images/<id>.png`), `out_dir/manifest.csv` and what was done to them; return the count."""
+    """Write `out_dir/images.zip` (viewable `images/<id>.png`), `out_dir/manifest.csv` and what was done to them;
+    return the count."""
     rows = read_csv(extracted_dir / "manifest.csv", ("id", "category", "file", "given_split"))
     out_rows = []
     with read_archive(extracted_dir / ARCHIVE) as extracted, atomic_dir(out_dir) as tmp:

@@ -10,7 +10,8 @@ from imgcls.errors import ImgclsError
 
 
 def majority_vote(predictions: Sequence[np.ndarray], tie_break: int, num_classes: int) -> np.ndarray:
-    """Per sample, the class most models chose; ties go to model `tie_break`'s choice if it is tied, else the lowest class."""
+    """Per sample, the class most models chose; ties go to model `tie_break`'s choice if it is tied, else the lowest
+    class."""
     stacked = np.stack(predictions)  # (models, samples)
     votes = np.zeros((stacked.shape[1], num_classes), dtype=np.int64)
     for row in stacked:

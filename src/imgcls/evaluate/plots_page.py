@@ -55,12 +55,14 @@ _PAGE = """<!DOCTYPE html>
 
 
 def vega_script() -> str:
-    """vega, vega-lite and vega-embed as one classic script that defines only `vega`, `vegaLite` and `vegaEmbed` on `window`."""
+    """vega, vega-lite and vega-embed as one classic script that defines only `vega`, `vegaLite` and `vegaEmbed` on
+    `window`."""
     bundle = vl_convert.javascript_bundle(vl_version=VEGA_LITE_VERSION)
     found = [s for s in (*_DVC_PLACEHOLDERS, *_UNSAFE_IN_SCRIPT) if s in bundle.lower()]
     if found:
         raise ImgclsError(
-            f"vl-convert-python {version('vl-convert-python')}: its Vega bundle contains {found}, which would break the page; "
+            f"vl-convert-python {version('vl-convert-python')}: its Vega bundle contains {found}, which would break "
+            f"the page; "
             "install the version requirements.lock pins (make install)"
         )
     # A classic script, not type="module": DVC's per-plot scripts call vegaEmbed while the page is parsed,

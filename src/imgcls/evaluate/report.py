@@ -57,7 +57,8 @@ def filter_grid(path: Path, conv: nn.Conv2d, title: str) -> None:
 
 
 def _conv_outputs(model: nn.Module, inputs: torch.Tensor) -> dict[str, tuple[Shape, np.ndarray]]:
-    """Each Conv2d's output for a (1, 3, H, W) float input, by module name in forward order: its shape and first channels."""
+    """Each Conv2d's output for a (1, 3, H, W) float input, by module name in forward order: its shape and first
+    channels."""
     convs = {name: module for name, module in model.named_modules() if isinstance(module, nn.Conv2d)}
     captured: dict[str, tuple[Shape, np.ndarray]] = {}
 
@@ -114,7 +115,8 @@ def pick_feature_layers(shapes: Mapping[str, Shape], layers: Sequence[str] | Non
     if not present:
         hints = "".join(_did_you_mean(name, list(shapes)) for name in layers)
         raise ImgclsError(
-            f"report.feature_layers: this model has no convolution named {list(layers)}{hints}; its conv layers: {_listing(shapes)}"
+            f"report.feature_layers: this model has no convolution named {list(layers)}{hints}; its conv layers: "
+            f"{_listing(shapes)}"
         )
     return present
 

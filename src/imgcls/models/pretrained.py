@@ -71,7 +71,8 @@ class ProbeHead(nn.Sequential):
 
 
 class FreezableBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm2d whose running statistics freeze with its weights: while those do not train, `train()` leaves it in eval mode."""
+    """BatchNorm2d whose running statistics freeze with its weights: while those do not train, `train()` leaves it
+    in eval mode."""
 
     def train(self, mode: bool = True) -> FreezableBatchNorm2d:
         return super().train(mode and self.weight.requires_grad)
@@ -96,7 +97,8 @@ def build(
     head_dropout: float = 0.0,
     probe: bool = False,
 ) -> nn.Module:
-    """Build torchvision's `name` with a `num_classes` head (behind L2 normalisation with `probe`), load any weights, then freeze."""
+    """Build torchvision's `name` with a `num_classes` head (behind L2 normalisation with `probe`), load any
+    weights, then freeze."""
     _check_options(pretrained, weights_path, freeze, head_hidden, head_dropout, probe)
     if image_size < MIN_IMAGE_SIZE:
         raise ImgclsError(f"image_size {image_size} is too small; the minimum for this model is {MIN_IMAGE_SIZE}")
@@ -144,7 +146,8 @@ def head_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def unfreeze_all(model: nn.Module) -> None:
-    """Make every parameter trainable again, e.g. when the trainer reaches `unfreeze_at_epoch`; BatchNorm statistics too."""
+    """Make every parameter trainable again, e.g. when the trainer reaches `unfreeze_at_epoch`; BatchNorm statistics
+    too."""
     model.requires_grad_(True)
     model.train(model.training)  # frozen BatchNorm layers take the model's mode again
 

@@ -57,13 +57,15 @@ def load_checkpoint(path: Path, keys: Collection[str] = ("model",)) -> dict[str,
 
 
 def check_checkpoint(path: Path, state: dict[str, Any], keys: Collection[str]) -> dict[str, Any]:
-    """`state`, loaded from `path`, if it holds `keys` (its `model` a state_dict); else one line naming what is wrong."""
+    """`state`, loaded from `path`, if it holds `keys` (its `model` a state_dict); else one line naming what is
+    wrong."""
     missing = [key for key in keys if key not in state]
     if missing:
         raise ImgclsError(f"{path}: has no {missing} (it holds {_some(map(str, state))}); {_expected(keys)}")
     if "model" in keys and not _is_state_dict(state["model"]):
         raise ImgclsError(
-            f"{path}: its 'model' is a {type(state['model']).__name__}, not a state_dict of named tensors; {_expected(keys)}"
+            f"{path}: its 'model' is a {type(state['model']).__name__}, not a state_dict of named tensors; "
+            f"{_expected(keys)}"
         )
     return state
 

@@ -48,7 +48,8 @@ def rebuild_trained(checkpoint: Path) -> TrainedModel:
 def rebuild_current(
     checkpoint: Path, settings: ModelSettings, classes: Sequence[str], preprocessing: Preprocessing
 ) -> TrainedModel:
-    """`rebuild_trained` for a pipeline stage: refused with one line where today's params and data would train another model."""
+    """`rebuild_trained` for a pipeline stage: refused with one line where today's params and data would train
+    another model."""
     trained = rebuild_trained(checkpoint)
     require_agreement(ModelRecipe(settings, tuple(classes), preprocessing), checkpoint, trained.recipe)
     return trained

@@ -54,11 +54,13 @@ class ModelRecipe:
 
     @classmethod
     def from_plain(cls, plain: Any, source: Path) -> ModelRecipe:
-        """The recipe a checkpoint holds; one from older code, or a damaged one, is refused with a line saying to retrain."""
+        """The recipe a checkpoint holds; one from older code, or a damaged one, is refused with a line saying to
+        retrain."""
         retrain = "retrain it (`dvc repro --force train@<model>`) with this version of imgcls"
         if plain is None:
             raise ImgclsError(
-                f"{source}: written before checkpoints carried their model's recipe (classes, preprocessing, settings); {retrain}"
+                f"{source}: written before checkpoints carried their model's recipe (classes, preprocessing, "
+                f"settings); {retrain}"
             )
         if not isinstance(plain, dict) or plain.get("version") != RECIPE_VERSION:
             version = plain.get("version") if isinstance(plain, dict) else None
@@ -112,7 +114,8 @@ INPUT_KEYS = ("extract.categories", "extract.side_px", "normalize.resize")
 def differences(
     expected: ModelRecipe, found: ModelRecipe, keys: tuple[str, ...] | None = None
 ) -> list[tuple[str, Any, Any]]:
-    """(params key, expected value, found value) for every setting (of `keys`, or all) on which the two recipes disagree."""
+    """(params key, expected value, found value) for every setting (of `keys`, or all) on which the two recipes
+    disagree."""
     ours, theirs = expected.by_params_key(), found.by_params_key()
     compared = keys if keys is not None else list({**ours, **theirs})
     return [(key, ours.get(key), theirs.get(key)) for key in compared if ours.get(key) != theirs.get(key)]
