@@ -4,6 +4,7 @@ Writes report.md (its first line names the winner), the review figures, and ever
 per-epoch curves as one CSV for the overlaid `dvc plots`. The winner is also the last line printed.
 """
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -15,19 +16,10 @@ from imgcls.data.packed import load_split, read_classes
 from imgcls.data.preprocessing import Preprocessing
 from imgcls.errors import ImgclsError
 from imgcls.evaluate.curves import overlay_figure, read_curve, train_val_figure, write_curves, write_steps
+from imgcls.evaluate.markdown import ENSEMBLE, Results, report_markdown
 from imgcls.evaluate.predictions import read_predictions
-from imgcls.evaluate.report import check_feature_layers, comparison_table, conv_shapes, feature_maps, filter_grid
-from imgcls.evaluate.review import (
-    bar_figure,
-    ensemble_versus_best,
-    error_overlap,
-    errors_per_class,
-    flags,
-    interval_columns,
-    interval_note,
-    pick_winner,
-    resolution,
-)
+from imgcls.evaluate.report import Shape, check_feature_layers, conv_shapes, feature_maps, filter_grid
+from imgcls.evaluate.review import bar_figure, interval_columns
 from imgcls.models import MODEL_NAMES, conv_layers
 from imgcls.params import (
     EnsembleParams,
@@ -39,23 +31,10 @@ from imgcls.params import (
     read_params_file,
     resolve_model,
 )
-from imgcls.train.rebuild import rebuild_current
-
-SCORE_COLUMNS = ("accuracy [95% interval]", "precision_macro", "recall_macro", "f1_macro [95% interval]", "f1_weighted")
-OVERLAP_COLUMNS = ("model A", "model B", "both wrong", "only A wrong", "only B wrong", "exact McNemar")
-COLUMNS = (
-    "model",
-    "arch",
-    *SCORE_COLUMNS,
-    "best val f1_macro (epoch)",
-    "params_total",
-    "params_trainable",
-    "train_seconds",
-    "figures",
-)
+from imgcls.train.rebuild import TrainedModel, rebuild_current
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = stage_parser(__doc__)
     parser.add_argument("--processed", type=Path, required=True, help="the split stage's folder")
     parser.add_argument("--models-dir", type=Path, required=True, help="folder of <model>/best.pt")
@@ -77,13 +56,16 @@ def main() -> None:
     parser.add_argument(
         "--near-duplicates", type=Path, required=True, help="the split stage's near-duplicate pairs across splits"
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     params: ReportParams
     ensemble: EnsembleParams
     train: TrainParams
     params, ensemble, train = load_params(args.params, "report", "ensemble", "train")
     names = model_names(read_params_file(args.params))
-
     classes = read_classes(args.processed / "classes.json")
     preprocessing = Preprocessing.read(args.processed)
     test = load_split(args.processed / "test")
@@ -92,137 +74,98 @@ def main() -> None:
             f"report.feature_image: {params.feature_image} is past the end of the test split, "
             f"which holds {len(test.ids)} images (0 .. {len(test.ids) - 1})"
         )
-    image = test.images[params.feature_image]
     trained = {
         name: rebuild_current(
             args.models_dir / name / "best.pt", resolve_model(args.params, name, MODEL_NAMES), classes, preprocessing
         )
         for name in names
     }
-    recipes, models = {name: t.recipe for name, t in trained.items()}, {name: t.model for name, t in trained.items()}
-    shapes = {name: conv_shapes(model, preprocessing.side_px) for name, model in models.items()}
+    shapes = {name: conv_shapes(t.model, preprocessing.side_px) for name, t in trained.items()}
     check_feature_layers(params.feature_layers, shapes)
-    rows, scores, predictions, curves = [], {}, {}, {}
+    curves = {name: read_curve(args.train_metrics / name) for name in names}
     with atomic_dir(args.figures) as tmp:
-        for name in names:
-            _, y_true, predictions[name] = read_predictions(args.predictions / f"{name}.csv", classes)
-            scores[name] = read_json(args.details / f"{name}.json")
-            curves[name] = read_curve(args.train_metrics / name)
-            links = [f"[confusion](figures/{name}/confusion.png)", f"[misclassified](figures/{name}/misclassified.png)"]
-            if shapes[name]:
-                filter_grid(tmp / f"{name}_filters.png", conv_layers(models[name])[0], f"{name}: first-layer filters")
-                links.append(f"[filters]({args.figures.name}/{name}_filters.png)")
-            if shapes[name] and (params.feature_layers is None or set(params.feature_layers) & set(shapes[name])):
-                feature_maps(
-                    tmp / f"{name}_features.png",
-                    models[name],
-                    image,
-                    recipes[name].mean,
-                    recipes[name].std,
-                    f"{name}: feature maps",
-                    params.feature_layers,
-                )
-                links.append(f"[feature maps]({args.figures.name}/{name}_features.png)")
-            summary = read_json(args.train_metrics / name / "metrics.json")
-            timings = args.train_metrics / name / "timings.json"
-            rows.append(
-                {
-                    "model": name,
-                    "arch": recipes[name].settings.arch,
-                    **scores[name],
-                    **interval_columns(scores[name]),
-                    "best val f1_macro (epoch)": f"{summary['best_val']['f1_macro']:.4f} ({summary['best_epoch']})",
-                    "train_seconds": f"{sum(read_json(timings)['epoch_seconds']):.1f}",
-                    "figures": ", ".join(links),
-                }
-            )
-        if builds_ensemble(ensemble.models):
-            _, y_true, predictions["ensemble"] = read_predictions(args.ensemble_predictions, classes)
-            scores["ensemble"] = read_json(args.details / "ensemble.json")
-            rows.append(
-                {
-                    "model": "ensemble",
-                    "arch": f"vote({', '.join(ensemble.models)})",
-                    **scores["ensemble"],
-                    **interval_columns(scores["ensemble"]),
-                    "params_total": sum(scores[m]["params_total"] for m in ensemble.models),
-                    "params_trainable": sum(scores[m]["params_trainable"] for m in ensemble.models),
-                    "figures": "[confusion](figures/ensemble/confusion.png)",
-                }
-            )
-        bar_figure(
-            tmp / "f1_macro_by_model.png", list(scores), [s["f1_macro"] for s in scores.values()], "test macro-F1"
-        )
+        image = test.images[params.feature_image]
+        links = {
+            name: model_figures(tmp, args.figures.name, name, trained[name], shapes[name], image, params.feature_layers)
+            for name in names
+        }
+        results = gather_results(args, classes, trained, links, ensemble.models)
+        f1 = [s["f1_macro"] for s in results.scores.values()]
+        bar_figure(tmp / "f1_macro_by_model.png", list(results.scores), f1, "test macro-F1")
         train_val_figure(tmp / "train_vs_val.png", curves)
         overlay_figure(tmp / "val_f1_macro_by_epoch.png", curves, "val_f1_macro", "val macro-F1")
     write_curves(args.curves, curves)
     write_steps(args.steps, {name: args.train_metrics / name for name in names})
-
-    verdict = pick_winner({name: scores[name] for name in names}, train.monitor, y_true, predictions)
-    voted = builds_ensemble(ensemble.models)
-    versus_best = ensemble_versus_best(y_true, predictions, scores, "ensemble", ensemble.models)
-    warnings = flags(predictions, scores, classes, "ensemble" if voted else None, ensemble.models)
-    warnings += twin_flag(args.near_duplicates, test.ids.tolist())
-    support = np.bincount(y_true, minlength=len(classes))
-    recall_rows = [
-        {"class": f"{c} ({support[i]})", **{m: s["per_class"][c]["recall"] for m, s in scores.items()}}
-        for i, c in enumerate(classes)
-    ]
-    errors = {m: errors_per_class(y_true, p, len(classes)) for m, p in predictions.items()}
-    error_rows = [{"class": c, **{m: wrong[i] for m, wrong in errors.items()}} for i, c in enumerate(classes)]
-    overlap = error_overlap(y_true, {name: predictions[name] for name in names})
-    text = "\n".join(
-        [
-            f"# Winner: {verdict.sentence()}",
-            "",
-            f"Test split: {len(test.ids)} images, {len(classes)} classes ({', '.join(classes)}); "
-            f"{resolution(y_true, classes)}. "
-            f"The winner is picked by the test counterpart of train.monitor ({train.monitor}) and tested against the "
-            "runner-up with McNemar's exact test on the images only one of them gets wrong.",
-            "",
-            *([f"Ensemble vs its best member: {versus_best}.", ""] if versus_best else []),
-            "## Flags",
-            "",
-            *(
-                [f"- {warning}" for warning in warnings]
-                or [
-                    "None: every model beats chance, predicts more than one class, and the ensemble "
-                    "is not below its best member."
-                ]
-            ),
-            "",
-            "## Scores (test split)",
-            "",
-            "Best score per column in bold. The best val macro-F1 is the training run's own pick (best.pt). "
-            f"{interval_note(y_true, scores[names[0]])}",
-            "",
-            comparison_table(rows, COLUMNS, bold=SCORE_COLUMNS),
-            f"![test macro-F1 by model]({args.figures.name}/f1_macro_by_model.png)",
-            "",
-            "## Recall per class (test split, images per class in brackets)",
-            "",
-            comparison_table(recall_rows, ("class", *scores), bold=()),
-            "## Wrong test images per class",
-            "",
-            comparison_table(error_rows, ("class", *predictions), bold=()),
-            "## Error overlap between models",
-            "",
-            "Images both models get wrong, and those only one of them does: few shared errors make a pair worth "
-            "ensembling. Exact McNemar: the chance of an only-A / only-B split at least that uneven if both models "
-            "were equally accurate; below 0.05, their accuracies really differ.",
-            "",
-            comparison_table(overlap, OVERLAP_COLUMNS, bold=()) if overlap else "One model: nothing to compare.\n",
-            "## Curves",
-            "",
-            f"![train vs val, per model]({args.figures.name}/train_vs_val.png)",
-            "",
-            f"![val macro-F1 by epoch, every model]({args.figures.name}/val_f1_macro_by_epoch.png)",
-            "",
-        ]
-    )
+    near_twins = twin_flag(args.near_duplicates, test.ids.tolist())
+    text = report_markdown(results, ensemble.models, train.monitor, near_twins, args.figures.name)
     write_text(args.out, text)
-    print(f"report: {len(rows)} rows -> {args.out}")
-    print(f"report: winner: {verdict.sentence()}")
+    print(f"report: {len(results.rows)} rows -> {args.out}")
+    print(f"report: winner: {text.splitlines()[0].removeprefix('# Winner: ')}")
+
+
+def model_figures(
+    folder: Path,
+    final: str,
+    name: str,
+    trained: TrainedModel,
+    shapes: dict[str, Shape],
+    image: np.ndarray,
+    layers: list[str] | None,
+) -> list[str]:
+    """Draw a model's first-layer filters and feature maps into `folder` (linked as `final`, the name it will have);
+    the links to them and to evaluate's figures."""
+    links = [f"[confusion](figures/{name}/confusion.png)", f"[misclassified](figures/{name}/misclassified.png)"]
+    if shapes:
+        filter_grid(folder / f"{name}_filters.png", conv_layers(trained.model)[0], f"{name}: first-layer filters")
+        links.append(f"[filters]({final}/{name}_filters.png)")
+    if shapes and (layers is None or set(layers) & set(shapes)):
+        recipe = trained.recipe
+        title = f"{name}: feature maps"
+        feature_maps(folder / f"{name}_features.png", trained.model, image, recipe.mean, recipe.std, title, layers)
+        links.append(f"[feature maps]({final}/{name}_features.png)")
+    return links
+
+
+def gather_results(
+    args: argparse.Namespace,
+    classes: list[str],
+    trained: dict[str, TrainedModel],
+    links: dict[str, list[str]],
+    members: list[str],
+) -> Results:
+    """Every model's test predictions, scores and score-table row, then the ensemble's when one was built."""
+    rows, scores, predictions = [], {}, {}
+    for name, model in trained.items():
+        _, y_true, predictions[name] = read_predictions(args.predictions / f"{name}.csv", classes)
+        scores[name] = read_json(args.details / f"{name}.json")
+        summary = read_json(args.train_metrics / name / "metrics.json")
+        timings = read_json(args.train_metrics / name / "timings.json")
+        rows.append(
+            {
+                "model": name,
+                "arch": model.recipe.settings.arch,
+                **scores[name],
+                **interval_columns(scores[name]),
+                "best val f1_macro (epoch)": f"{summary['best_val']['f1_macro']:.4f} ({summary['best_epoch']})",
+                "train_seconds": f"{sum(timings['epoch_seconds']):.1f}",
+                "figures": ", ".join(links[name]),
+            }
+        )
+    if builds_ensemble(members):
+        _, y_true, predictions[ENSEMBLE] = read_predictions(args.ensemble_predictions, classes)
+        scores[ENSEMBLE] = read_json(args.details / f"{ENSEMBLE}.json")
+        rows.append(
+            {
+                "model": ENSEMBLE,
+                "arch": f"vote({', '.join(members)})",
+                **scores[ENSEMBLE],
+                **interval_columns(scores[ENSEMBLE]),
+                "params_total": sum(scores[m]["params_total"] for m in members),
+                "params_trainable": sum(scores[m]["params_trainable"] for m in members),
+                "figures": f"[confusion](figures/{ENSEMBLE}/confusion.png)",
+            }
+        )
+    return Results(classes, y_true, list(trained), rows, scores, predictions)
 
 
 if __name__ == "__main__":
