@@ -27,7 +27,10 @@ start = time.perf_counter()
 coco = load_coco(Path(sys.argv[1]))
 records = select(coco, Path("images"), ["cat", "dog", "horse"], None, seed=0, other_categories="ignore")[0]
 print(f"selected {len(records)} images in {time.perf_counter() - start:.1f} s")
-print(f"peak_rss_mib {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} (interpreter and imports: {before / 1024:.0f})")
+print(
+    f"peak_rss_mib {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} "
+    f"(interpreter and imports: {before / 1024:.0f})"
+)
 """
 
 CATEGORIES = ["person", "bicycle", "car", "cat", "dog", "horse"] + [f"category{i}" for i in range(74)]
@@ -80,7 +83,8 @@ def main() -> None:
         start = time.perf_counter()
         write_instances(path, args.images, args.annotations)
         print(
-            f"generated {path.stat().st_size / 2**20:.0f} MiB ({args.images} images, {args.annotations} annotations) in {time.perf_counter() - start:.0f} s"
+            f"generated {path.stat().st_size / 2**20:.0f} MiB ({args.images} images, {args.annotations} annotations) "
+            f"in {time.perf_counter() - start:.0f} s"
         )
         result = subprocess.run([sys.executable, "-c", MEASURE, str(path)], capture_output=True, text=True)
         print(result.stdout.strip() or result.stderr)

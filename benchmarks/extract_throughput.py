@@ -101,10 +101,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per path over all images")
     args = parser.parse_args()
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads)"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+        f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads)"
     )
     print(
-        f"{args.images} JPEGs {WIDTH}x{HEIGHT} quality 90 to {SIZE}x{SIZE * HEIGHT // WIDTH} PNGs, median of {args.repeats} runs"
+        f"{args.images} JPEGs {WIDTH}x{HEIGHT} quality 90 to {SIZE}x{SIZE * HEIGHT // WIDTH} PNGs, "
+        f"median of {args.repeats} runs"
     )
     print(f"scratch folder {scratch_dir()}: {file_creation_ms():.2f} ms to create a 4 KiB file")
     with tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp:

@@ -192,7 +192,8 @@ def main() -> None:
         print(f"only net2 (plus ensemble/report) reran: {'yes' if only_that_model else 'NO'}")
         worst = max(statistics.median(t for t, _ in repro), statistics.median(t for t, _ in status))
         print(
-            f"target <= {TARGET_SECONDS:.0f} s: {'met' if worst <= TARGET_SECONDS else 'NOT met'} (worst median {worst:.2f} s)"
+            f"target <= {TARGET_SECONDS:.0f} s: {'met' if worst <= TARGET_SECONDS else 'NOT met'} "
+            f"(worst median {worst:.2f} s)"
         )
 
 

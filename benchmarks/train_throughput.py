@@ -169,7 +169,10 @@ def ceiling_epoch(
 
 
 def profiled_breakdown(model: nn.Module, data: DeviceSplit, optimizer: torch.optim.Optimizer) -> dict[str, float]:
-    """Milliseconds per batch in each of `train_one_epoch`'s profiler ranges over one epoch, plus "other" and "total"."""
+    """Milliseconds per batch in each of `train_one_epoch`'s profiler ranges over one epoch.
+
+    Plus "other" and "total".
+    """
     batches = len(data) // BATCH
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
         seconds = project_epoch(model, data, optimizer, epoch=0)
@@ -288,7 +291,8 @@ def print_breakdown(cases: list[Case]) -> None:
     rows = [*PHASES, "other", "total", "project, timed", "model step alone, timed"]
     width = max(map(len, rows)) + 2
     print(
-        f"\nper batch, ms ({', '.join(PHASES[:4])}: the data path; one profiled project epoch, then the timed epochs' means)"
+        f"\nper batch, ms ({', '.join(PHASES[:4])}: the data path; "
+        "one profiled project epoch, then the timed epochs' means)"
     )
     print(" " * width + "".join(f"{case.name:>11}" for case in cases))
     for row in rows:
@@ -297,7 +301,10 @@ def print_breakdown(cases: list[Case]) -> None:
 
 
 def print_load(when: str) -> None:
-    """Other processes' load skews every figure here, the data path's many short parallel ops the most: say how much there was."""
+    """Other processes' load skews every figure here, the data path's many short parallel ops the most.
+
+    Say how much there was.
+    """
     print(
         f"load average {when}: " + " ".join(f"{load:.2f}" for load in os.getloadavg()) + " (1, 5, 15 min)", flush=True
     )
@@ -388,7 +395,8 @@ def compare_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         case = measure_case(name, size, args.pairs)
         spread = f"{min(case.shares):.2f}..{max(case.shares):.2f}"
         print(
-            f"{case.name}: project images/s {case.project_per_s:.0f}, model step alone images/s {case.ceiling_per_s:.0f}, "
+            f"{case.name}: project images/s {case.project_per_s:.0f}, "
+            f"model step alone images/s {case.ceiling_per_s:.0f}, "
             f"ceiling share {case.share:.3f} ({len(case.shares)} pairs: {spread})",
             flush=True,
         )

@@ -223,7 +223,10 @@ def distinct_png(index: int) -> bytes:
 
 
 class CocoCase:
-    """Twenty cats and twenty dogs as PNGs with a COCO file and params, which each hostile case then breaks in one way."""
+    """Twenty cats and twenty dogs as PNGs with a COCO file and params.
+
+    Each hostile case then breaks them in one way.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -45,7 +45,10 @@ def run_command(command: str) -> None:
 
 
 def reproduce(root: Path, everything: bool = False) -> list[str]:
-    """`dvc repro` in `root` with the commands run here: each stage, dependencies first, that changed; returns their names."""
+    """`dvc repro` in `root` with the commands run here.
+
+    Runs each stage that changed, dependencies first; returns their names.
+    """
     os.chdir(root)
     ran = []
     with Repo(".") as repo, repo.lock:

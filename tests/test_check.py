@@ -44,8 +44,8 @@ def test_every_problem_gets_one_line_naming_its_key(tmp_path):
     lines = check(tmp_path / "params.yaml").stderr.splitlines()
     assert lines == [
         "error: train.lr: Input should be greater than 0 (got 0)",
-        "error: ensemble.models: ['net2', 'cnn', 'mish_cnn'] are not in models: or finetune: (net1, resnet18); list two or more "
-        "of those, or set ensemble.models: [] to run without an ensemble",
+        "error: ensemble.models: ['net2', 'cnn', 'mish_cnn'] are not in models: or finetune: (net1, resnet18); "
+        "list two or more of those, or set ensemble.models: [] to run without an ensemble",
     ]
 
 
@@ -66,5 +66,6 @@ def test_finetune_mistakes_that_dvc_would_report_first_are_named(tmp_path):
         "error: finetune.b.from: 'c' makes a cycle (b -> c -> b); from: must name a key of models:",
         "error: finetune.c.from: 'b' makes a cycle (c -> b -> c); from: must name a key of models:",
         "error: finetune.net2: also a key of models:; a finetuned model needs a name of its own",
-        "error: finetune.d.from: 'd' is this entry itself; name the key of models: whose trained best.pt it starts from",
+        "error: finetune.d.from: 'd' is this entry itself; "
+        "name the key of models: whose trained best.pt it starts from",
     ]

@@ -67,7 +67,10 @@ def test_a_named_layer_of_2x2_maps_gets_a_row_but_no_pictures(tmp_path: Path) ->
 
 def test_a_model_with_none_of_the_named_layers_names_its_conv_layers(tmp_path: Path) -> None:
     # features.1 exists but is an activation, not a convolution.
-    message = r"report\.feature_layers: .*\['features\.4', 'features\.1'\].*features\.0 \(16x30x30\), features\.3 \(32x13x13\)"
+    message = (
+        r"report\.feature_layers: .*\['features\.4', 'features\.1'\]"
+        r".*features\.0 \(16x30x30\), features\.3 \(32x13x13\)"
+    )
     with pytest.raises(ImgclsError, match=message):
         feature_maps(
             tmp_path / "f.png", _model("net1", 32), _image(32), *IMAGENET, "net1", ["features.4", "features.1"]
@@ -99,7 +102,10 @@ def test_a_layer_some_model_has_passes_the_all_models_check() -> None:
     check_feature_layers(None, shapes)
     with pytest.raises(
         ImgclsError,
-        match=r"report\.feature_layers: no model has a convolution named \['layer9'\].*net1: features\.0.*resnet18: conv1",
+        match=(
+            r"report\.feature_layers: no model has a convolution named \['layer9'\]"
+            r".*net1: features\.0.*resnet18: conv1"
+        ),
     ):
         check_feature_layers(["features.3", "layer9"], shapes)
 

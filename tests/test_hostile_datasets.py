@@ -273,8 +273,8 @@ def test_real_shaped_coco_counts_what_each_rule_removed(tmp_path):
         "horse": {**zero, "found": 3, "kept": 3},
     }
     assert (
-        "cat: 6 of 11 kept; crowd removed 1, other_categories removed 1, several_categories removed 1, missing_file removed 1, unreadable removed 1"
-        in result.stdout
+        "cat: 6 of 11 kept; crowd removed 1, other_categories removed 1, several_categories removed 1, "
+        "missing_file removed 1, unreadable removed 1" in result.stdout
     )
     with open(tmp_path / "out" / "manifest.csv", newline="") as f:
         kept = {int(row["id"]): row["category"] for row in csv.DictReader(f)}

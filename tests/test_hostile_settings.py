@@ -445,8 +445,8 @@ CHECKPOINTS = {
     ),
     "a bare state_dict": (
         saved(build_model("net1", 3, SIDE).state_dict()),
-        "has no ['model'] (it holds 'classifier.1.bias', 'classifier.1.weight', 'classifier.3.bias', 'classifier.3.weight', "
-        "'features.0.bias' and 3 more)",
+        "has no ['model'] (it holds 'classifier.1.bias', 'classifier.1.weight', 'classifier.3.bias', "
+        "'classifier.3.weight', 'features.0.bias' and 3 more)",
     ),
     "a bare tensor": (saved(torch.zeros(3)), f"holds a Tensor; {EXPECTED}"),
     "a dict without model": (
@@ -469,7 +469,10 @@ CHECKPOINTS = {
 
 @pytest.mark.parametrize("case", list(CHECKPOINTS), ids=list(CHECKPOINTS))
 def test_a_foreign_or_broken_checkpoint_is_refused_by_name(tmp_path, case):
-    """What evaluate, the report and predict get from rebuild_trained, in-process: a stage run per case would cost seconds each."""
+    """What evaluate, the report and predict get from rebuild_trained, in-process.
+
+    A stage run per case would cost seconds each.
+    """
     make, message = CHECKPOINTS[case]
     checkpoint = tmp_path / "best.pt"
     make(checkpoint)
@@ -687,7 +690,10 @@ def test_an_unreadable_best_pt_beside_a_resumable_last_pt_starts_afresh(tmp_path
 
 @pytest.fixture
 def read_only(tmp_path: Path) -> Iterator[tuple[Path, Callable[[], None] | None]]:
-    """A folder no one may write into, and the preexec_fn that makes even root respect that (it drops CAP_DAC_OVERRIDE)."""
+    """A folder no one may write into, and the preexec_fn that makes even root respect that.
+
+    (It drops CAP_DAC_OVERRIDE.)
+    """
     folder = tmp_path / "read-only"
     folder.mkdir()
     folder.chmod(0o555)
@@ -751,7 +757,12 @@ def test_train_into_a_read_only_folder_names_the_folder(tmp_path, read_only):
     assert list(folder.iterdir()) == []
 
 
-DISK_FULL = "import errno, os, numpy\ndef full(*args, **kwargs):\n    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\nnumpy.save = full\n"
+DISK_FULL = (
+    "import errno, os, numpy\n"
+    "def full(*args, **kwargs):\n"
+    "    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
+    "numpy.save = full\n"
+)
 
 
 def test_augment_onto_a_full_disk_names_the_output_and_leaves_nothing(tmp_path):
@@ -820,9 +831,12 @@ def test_a_full_disk_keeps_the_previous_output_whole(tmp_path, monkeypatch):
     with pytest.raises(ImgclsError, match=re.escape(f"{target}: cannot write this output (No space left on device)")):
         save_npy(target, np.arange(5))
     assert target.read_bytes() == previous and leftovers(tmp_path) == []
-    with pytest.raises(
-        ImgclsError, match=re.escape(f"{tmp_path / 'folder'}: cannot write this output (No space left on device)")
-    ), atomic_dir(tmp_path / "folder") as tmp:
+    with (
+        pytest.raises(
+            ImgclsError, match=re.escape(f"{tmp_path / 'folder'}: cannot write this output (No space left on device)")
+        ),
+        atomic_dir(tmp_path / "folder") as tmp,
+    ):
         (tmp / "part").write_bytes(b"partial")
         raise OSError(28, os.strerror(28))
     assert not (tmp_path / "folder").exists() and leftovers(tmp_path) == []
@@ -830,7 +844,8 @@ def test_a_full_disk_keeps_the_previous_output_whole(tmp_path, monkeypatch):
 
 # --- a SIGKILL mid-write -----------------------------------------------------------------------------------------
 
-# SIGKILL at the rename of the named output: its temporary is complete but never moved into place, and no `finally` runs.
+# SIGKILL at the rename of the named output: its temporary is complete but never moved into place,
+# and no `finally` runs.
 KILL_AT = (
     "import os, signal\nrename = os.replace\n"
     "def replace(src, dst):\n"
@@ -936,6 +951,9 @@ def test_an_absurd_augment_target_is_refused_before_any_work(tmp_path):
 def test_the_augment_target_must_fit_in_half_the_memory():
     sizes, shape = [1000] * 10, (32, 32, 3)  # 30 MiB of images
     check_fits_in_memory(1000, sizes, shape, memory_bytes=64 * 2**20)
-    message = r"augment.target: 1000 per class makes 10000 train images of 32x32x3 \(0.03 GiB\), more than half of .* 0.05 GiB .*use at most 853"
+    message = (
+        r"augment.target: 1000 per class makes 10000 train images of 32x32x3 \(0.03 GiB\), "
+        r"more than half of .* 0.05 GiB .*use at most 853"
+    )
     with pytest.raises(ImgclsError, match=message):
         check_fits_in_memory(1000, sizes, shape, memory_bytes=50 * 2**20)

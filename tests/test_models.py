@@ -394,8 +394,10 @@ def test_cnn_at_224_px_for_two_classes_has_the_textbook_parameter_count() -> Non
     [("cnn", 0.5, 1), ("cnn_attention", 0.5, 1), ("medium_cnn", 0.5, 2), ("plain_cnn", 0.0, 1)],
 )
 def test_dropout_option_sets_every_classifier_dropout(name: str, default: float, count: int) -> None:
-    rates = lambda model: [m.p for m in model.modules() if isinstance(m, nn.Dropout)]
+    def rates(model: nn.Module) -> list[float]:
+        return [m.p for m in model.modules() if isinstance(m, nn.Dropout)]
+
     assert rates(build_model(name, 3, 32)) == [default] * count
     assert rates(build_model(name, 3, 32, dropout=0.3)) == [0.3] * count
-    with pytest.raises(ImgclsError, match="dropout 1.5 is not a probability"):
+    with pytest.raises(ImgclsError, match=r"dropout 1\.5 is not a probability"):
         build_model(name, 3, 32, dropout=1.5)

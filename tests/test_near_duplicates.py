@@ -1,4 +1,7 @@
-"""Near-duplicates across splits: a re-encoded or brightened copy is found, distinct images are not, and the report flags test twins."""
+"""Near-duplicates across splits.
+
+A re-encoded or brightened copy is found, distinct images are not, and the report flags test twins.
+"""
 
 from __future__ import annotations
 

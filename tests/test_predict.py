@@ -58,7 +58,8 @@ def params_file(folder: Path, **train: object) -> Path:
     params = {
         "extract": {"annotations": "unused.json", "images": "unused", "categories": CLASSES, "side_px": SIDE},
         "normalize": {"resize": "pad"},
-        # A batch of 2 splits the images into several batches; the course notebooks' 0.5s, not the default ImageNet statistics.
+        # A batch of 2 splits the images into several batches; the course notebooks' 0.5s,
+        # not the default ImageNet statistics.
         "train": {
             "batch_size": 2,
             "device": "cpu",
@@ -243,8 +244,9 @@ def test_edited_params_are_named_once_and_the_recipe_still_used(project):
     assert result.returncode == 0, result.stderr
     assert [entry["top"][0]["class"] for entry in json.loads(result.stdout)] == [p.top[0][0] for p in before]
     assert result.stderr.splitlines() == [
-        "warning: train.normalize_mean: params.yaml has [0.485, 0.456, 0.406], but models/net1/best.pt was trained with "
-        "[0.5, 0.5, 0.5]; predicting as the checkpoint was trained (its recipe)"
+        "warning: train.normalize_mean: params.yaml has [0.485, 0.456, 0.406], "
+        "but models/net1/best.pt was trained with [0.5, 0.5, 0.5]; "
+        "predicting as the checkpoint was trained (its recipe)"
     ]
 
 

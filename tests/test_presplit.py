@@ -1,4 +1,7 @@
-"""Pre-split image folders (`<root>/train/<class>/`, `<root>/val/<class>/`) through the real extract, normalize and split stages."""
+"""Pre-split image folders (`<root>/train/<class>/`, `<root>/val/<class>/`).
+
+Through the real extract, normalize and split stages.
+"""
 
 from __future__ import annotations
 
@@ -222,7 +225,10 @@ def test_given_on_data_without_given_splits_is_refused(tmp_path):
 
 
 def copy_images(source: Path, target: Path, count: int) -> list[str]:
-    """Copy the first `count` images of `source` into `target` under other names; return the copies' paths from the root."""
+    """Copy the first `count` images of `source` into `target` under other names.
+
+    Return the copies' paths from the root.
+    """
     target.mkdir(parents=True, exist_ok=True)
     copies = []
     for path in sorted(source.iterdir())[:count]:

@@ -43,8 +43,8 @@ def test_every_disagreement_is_named_by_its_params_key():
     with pytest.raises(ImgclsError) as refused:
         require_agreement(today, Path("best.pt"), RECIPE)
     assert str(refused.value) == (
-        'extract.categories: params.yaml has ["dog", "cat"], but best.pt was trained with ["cat", "dog"] (and 2 more settings); '
-        "run `dvc repro` to retrain it"
+        'extract.categories: params.yaml has ["dog", "cat"], but best.pt was trained with ["cat", "dog"] '
+        "(and 2 more settings); run `dvc repro` to retrain it"
     )
     require_agreement(ModelRecipe(SETTINGS, ("cat", "dog"), Preprocessing(64, "stretch")), Path("best.pt"), RECIPE)
 

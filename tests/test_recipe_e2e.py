@@ -55,8 +55,9 @@ def test_params_edited_after_training(tiny: Repo):
     top1, stderr = predict(tiny, files)
     assert top1 == evaluated, "predict feeds the model as it was trained"
     assert stderr == [
-        f"warning: train.normalize_mean: params.yaml has [0.5, 0.5, 0.5], but data/models/net1/best.pt was trained with "
-        f"{json.dumps(trained_mean)}; predicting as the checkpoint was trained (its recipe)"
+        "warning: train.normalize_mean: params.yaml has [0.5, 0.5, 0.5], "
+        f"but data/models/net1/best.pt was trained with {json.dumps(trained_mean)}; "
+        "predicting as the checkpoint was trained (its recipe)"
     ]
     expected = (
         f"error: train.normalize_mean: params.yaml has [0.5, 0.5, 0.5], but data/models/net1/best.pt was trained with "
@@ -66,7 +67,8 @@ def test_params_edited_after_training(tiny: Repo):
     assert refusal(tiny, "report") == expected
     tiny.run("git", "checkout", "params.yaml")
 
-    # Categories reordered and the data re-split (as `dvc repro split` would, after re-extracting), the models not retrained.
+    # Categories reordered and the data re-split (as `dvc repro split` would, after re-extracting),
+    # the models not retrained.
     params = tiny.params()
     categories = params["extract"]["categories"]
     params["extract"]["categories"] = categories[::-1]
@@ -78,6 +80,6 @@ def test_params_edited_after_training(tiny: Repo):
         f"warning: extract.categories: params.yaml has {json.dumps(categories[::-1])}, but data/models/net1/best.pt"
     )
     assert refusal(tiny, "evaluate@net1").startswith(
-        f"error: extract.categories: params.yaml has {json.dumps(categories[::-1])}, but data/models/net1/best.pt was trained with "
-        f"{json.dumps(categories)}"
+        f"error: extract.categories: params.yaml has {json.dumps(categories[::-1])}, "
+        f"but data/models/net1/best.pt was trained with {json.dumps(categories)}"
     )

@@ -71,5 +71,5 @@ def test_written_files_round_trip(tmp_path, sample):
 
 
 def test_unknown_scarce_category_is_named():
-    with pytest.raises(ImgclsError, match="sample.scarce_category: 'ate'"):
+    with pytest.raises(ImgclsError, match=r"sample\.scarce_category: 'ate'"):
         build_sample(seed=0, scarce_category="ate", scarce_fraction=0.5)

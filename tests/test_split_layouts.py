@@ -38,7 +38,8 @@ def test_train_val_only_and_two_counts_are_valid_params(split, parsed):
     [
         (
             {"per_class": [8]},
-            r"split\.per_class: per_class must be \[train, val\] \(the rest of each class to test\) or \[train, val, test\]",
+            r"split\.per_class: per_class must be \[train, val\] \(the rest of each class to test\) "
+            r"or \[train, val, test\]",
         ),
         ({"per_class": [8, 2, 2, 2]}, r"split\.per_class: per_class must be \[train, val\]"),
         ({"per_class": [8, 0]}, r"split\.per_class: every per-class count must be > 0, but test may be 0"),

@@ -31,7 +31,10 @@ BASE = {
 
 
 def readme_studies() -> list[tuple[str, list[list[str]]]]:
-    """(the comment above it, every sweep variant's overrides) for each `dvc exp run` line of the classic comparisons."""
+    """(the comment above it, every sweep variant's overrides).
+
+    One for each `dvc exp run` line of the classic comparisons.
+    """
     text = (REPO / "README.md").read_text()
     block = text.split("### Classic comparisons", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
     from dvc.utils.hydra import get_hydra_sweeps

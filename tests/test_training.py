@@ -69,9 +69,10 @@ def run(
 def test_same_settings_give_bit_identical_runs(tmp_path):
     first, model_a = run(tmp_path / "a")
     second, model_b = run(tmp_path / "b")
-    strip = lambda history: [
-        {k: v for k, v in r.items() if k not in ("images_per_s", "epoch_seconds")} for r in history
-    ]
+
+    def strip(history: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if k not in ("images_per_s", "epoch_seconds")} for r in history]
+
     assert strip(first.history) == strip(second.history)
     assert all(torch.equal(a, b) for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values()))
     assert first.history[-1]["val/acc"] > 0.6, "the tiny task should be learnable"
@@ -150,7 +151,10 @@ def test_staged_unfreezing_trains_only_the_head_first(tmp_path):
     model = build_model("resnet18", 3, 32, freeze="backbone")
     captured["model"] = model
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    big = lambda s: DeviceSplit(torch.nn.functional.interpolate(s.images.float(), size=32).to(torch.uint8), s.labels)
+
+    def big(s: DeviceSplit) -> DeviceSplit:
+        return DeviceSplit(torch.nn.functional.interpolate(s.images.float(), size=32).to(torch.uint8), s.labels)
+
     fit(
         model,
         big(TRAIN),
@@ -215,7 +219,9 @@ def test_crop_and_flip_together_mirror_the_shifted_window():
 
 
 def test_sharded_batches_partition_one_permutation():
-    generator = lambda: torch.Generator().manual_seed(3)
+    def generator() -> torch.Generator:
+        return torch.Generator().manual_seed(3)
+
     whole = torch.cat(list(batch_indices(10, 4, generator())))
     ranks = [torch.cat(list(batch_indices(10, 4, generator(), shard=(r, 2)))) for r in range(2)]
     assert sorted(torch.cat(ranks).tolist()) == list(range(10))
@@ -223,14 +229,17 @@ def test_sharded_batches_partition_one_permutation():
 
 
 def test_training_batches_drop_only_a_trailing_batch_of_one():
-    generator = lambda: torch.Generator().manual_seed(3)
+    def generator() -> torch.Generator:
+        return torch.Generator().manual_seed(3)
+
     whole = list(batch_indices(33, 16, generator()))
     kept = training_batches(33, 16, generator())
     assert [b.tolist() for b in kept] == [b.tolist() for b in whole[:2]]
     assert [b.tolist() for b in training_batches(34, 16, generator())] == [
         b.tolist() for b in batch_indices(34, 16, generator())
     ]
-    # Two ranks of 17 samples each: every rank drops its last single sample, so they still take the same number of steps.
+    # Two ranks of 17 samples each: every rank drops its last single sample,
+    # so they still take the same number of steps.
     ranks = [training_batches(34, 8, generator(), shard=(r, 2)) for r in range(2)]
     assert [len(b) for b in ranks[0]] == [len(b) for b in ranks[1]] == [8, 8]
 
@@ -240,7 +249,10 @@ def test_batchnorm_model_trains_when_the_last_batch_has_one_sample(tmp_path):
     train = TrainParams(epochs=1, batch_size=16, seed=0, scheduler="none")
     torch.manual_seed(0)
     model = build_model("resnet18", 3, 32)
-    big = lambda s: DeviceSplit(torch.nn.functional.interpolate(s.images.float(), size=32).to(torch.uint8), s.labels)
+
+    def big(s: DeviceSplit) -> DeviceSplit:
+        return DeviceSplit(torch.nn.functional.interpolate(s.images.float(), size=32).to(torch.uint8), s.labels)
+
     state = fit(model, big(tiny_split(33, 0)), big(VAL), FitSettings(train, 3, tmp_path, "x", CPU, log=lambda m: None))
     assert state.epoch == 1
 
