@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from imgcls.params import PARAM_SECTIONS
 
 SRC = REPO / "src"
 PIPELINE = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
@@ -90,7 +91,8 @@ def params_read(script: Path, model: set[str] = frozenset({"models.${key}"})) ->
 
     `load_params(path, "a", "b")` reads sections a and b; where the script only touches attributes
     of a section (`extract.side_px`), just those keys count. `resolve_model` reads `train` and the
-    model's own entry (`model`); `read_params_file` hands the whole file over, which here means the models.
+    model's own entry (`model`); `read_params_file` hands the whole file over, which here means the models;
+    `exit_on_problems` (the check stage) validates every section.
     """
     tree = ast.parse(script.read_text())
     read: set[str] = set()
@@ -109,6 +111,8 @@ def params_read(script: Path, model: set[str] = frozenset({"models.${key}"})) ->
             read |= {"train", *model}
         elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "read_params_file":
             read |= {"models", "finetune"}
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "exit_on_problems":
+            read |= set(PARAM_SECTIONS)  # the check stage validates the whole file
     for variable, section in sections.items():
         uses = [
             n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == variable and isinstance(n.ctx, ast.Load)

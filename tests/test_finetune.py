@@ -129,3 +129,14 @@ def test_the_train_stage_refuses_init_for_a_model_that_is_not_a_finetune_entry(t
     )
     assert result.returncode != 0 and "--init is for finetune: entries only" in result.stderr
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.e2e
+def test_a_from_naming_no_model_is_answered_by_imgcls_before_dvc(tiny):
+    """To DVC, data/models/nope/best.pt is a missing dependency; the check stage upstream names the key first."""
+    tiny.set_params({"finetune": {"net1_more": {"from": "nope"}}})
+    result = tiny.run("dvc", "repro", check=False)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors and errors[0].startswith("error: finetune.net1_more.from: 'nope'"), result.stderr
+    assert "No such file" not in result.stderr, "DVC's missing-dependency message did not speak first"

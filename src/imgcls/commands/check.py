@@ -59,12 +59,17 @@ def params_problems(path: Path) -> list[str]:
     return list(dict.fromkeys(problems))  # train: is every model's base: its problem once, not once per model
 
 
-def run_check(args: argparse.Namespace) -> None:
-    problems = params_problems(args.params)
+def exit_on_problems(path: Path) -> None:
+    """Print each problem of the params file as a line of its own and exit 1; return quietly when there is none."""
+    problems = params_problems(path)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if problems:
         raise SystemExit(1)
+
+
+def run_check(args: argparse.Namespace) -> None:
+    exit_on_problems(args.params)
     print(f"{args.params}: every section, model, finetune: entry and ensemble member is valid")
 
 
