@@ -62,7 +62,7 @@ from imgcls.data.packed import PackedSplit
 from imgcls.models import MODEL_NAMES, build_model
 from imgcls.params import TrainParams
 from imgcls.reproducible import use_cpu_kernels
-from imgcls.train.batches import DeviceSplit, normalize, random_crop_flip, to_device, training_batches
+from imgcls.train.batches import DeviceSplit, random_crop_flip, standardize, to_device, training_batches
 from imgcls.train.loop import epoch_generator, train_one_epoch
 
 CLASSES = 10
@@ -143,7 +143,7 @@ def ready_batches(data: DeviceSplit, epoch: int) -> list[tuple[torch.Tensor, tor
     batches = training_batches(len(data), BATCH, generator)
     return [
         (
-            normalize(
+            standardize(
                 random_crop_flip(data.images[index], TRAIN.crop_padding, TRAIN.hflip, generator),
                 TRAIN.normalize_mean,
                 TRAIN.normalize_std,

@@ -1,4 +1,4 @@
-"""DVC stage `normalize`: every image to exactly size x size, RGB, 8-bit."""
+"""DVC stage `normalize`: every image to exactly side_px x side_px, RGB, 8-bit."""
 
 from pathlib import Path
 

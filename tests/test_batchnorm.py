@@ -10,7 +10,7 @@ from conftest import processed_folder, run_stage, save_trained
 from imgcls.data.packed import PackedSplit
 from imgcls.models import build_model
 from imgcls.params import TrainParams
-from imgcls.train.batches import DeviceSplit, normalize
+from imgcls.train.batches import DeviceSplit, standardize
 from imgcls.train.batchnorm import recalibrate_batchnorm
 from imgcls.train.fit import FitSettings, fit
 
@@ -61,7 +61,7 @@ def test_running_statistics_are_those_of_the_layer_input_over_the_whole_split():
     recalibrate_batchnorm(model, data, BATCHES_OF_16, CPU)
     conv, bn = model[0][0], model[0][1]
     with torch.no_grad():
-        inputs = conv(normalize(data.images, BATCHES_OF_16.normalize_mean, BATCHES_OF_16.normalize_std)).double()
+        inputs = conv(standardize(data.images, BATCHES_OF_16.normalize_mean, BATCHES_OF_16.normalize_std)).double()
     torch.testing.assert_close(bn.running_mean.double(), inputs.mean((0, 2, 3)), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(bn.running_var.double(), inputs.var((0, 2, 3)), rtol=1e-5, atol=1e-5)
     assert not model.training and bn.momentum == 0.1, "the model's modes and momenta are restored"

@@ -87,10 +87,10 @@ def test_large_jpeg_decodes_at_reduced_scale_with_area_quality(tmp_path):
     photo = cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), (0, 0), 3)
     path = tmp_path / "photo.jpg"
     cv2.imwrite(str(path), photo, [cv2.IMWRITE_JPEG_QUALITY, 95])
-    assert decode(path, target=64)[0].shape == (60, 80, 3)
-    assert decode(path, target=200)[0].shape == (240, 320, 3)
+    assert decode(path, side_px=64)[0].shape == (60, 80, 3)
+    assert decode(path, side_px=200)[0].shape == (240, 320, 3)
     assert read_image(path).shape == (480, 640, 3)
-    reduced = fit_within(decode(path, target=64)[0], 64).astype(int)
+    reduced = fit_within(decode(path, side_px=64)[0], 64).astype(int)
     full = fit_within(read_image(path), 64).astype(int)
     assert np.abs(reduced - full).mean() < 2.0
 
@@ -102,13 +102,13 @@ def test_reduced_jpeg_keeps_stored_orientation_like_a_full_decode(tmp_path):
     exif[0x0112] = 6
     Image.fromarray(np.zeros((128, 256, 3), np.uint8)).save(path, exif=exif)
     assert read_image(path).shape[:2] == (128, 256)
-    assert decode(path, target=32)[0].shape[:2] == (16, 32)  # 1/8 scale, not turned to (32, 16)
+    assert decode(path, side_px=32)[0].shape[:2] == (16, 32)  # 1/8 scale, not turned to (32, 16)
 
 
 def test_png_is_never_reduced(tmp_path):
     path = tmp_path / "big.png"
     cv2.imwrite(str(path), np.zeros((400, 300), np.uint16))
-    decoded = decode(path, target=32)[0]
+    decoded = decode(path, side_px=32)[0]
     assert decoded.shape == (400, 300) and decoded.dtype == np.uint16
 
 

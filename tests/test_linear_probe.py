@@ -12,7 +12,7 @@ from imgcls.data.packed import PackedSplit
 from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES, build_model, probe_head
 from imgcls.params import TrainParams, resolve_model
-from imgcls.train.batches import DeviceSplit, normalize
+from imgcls.train.batches import DeviceSplit, standardize
 from imgcls.train.checkpoint import load_checkpoint
 from imgcls.train.fit import FitSettings, fit
 from imgcls.train.loop import predict
@@ -80,7 +80,7 @@ def test_the_saved_model_computes_what_the_head_was_trained_on(tmp_path):
     with torch.no_grad():
         backbone = nn.Sequential(*list(model.children())[:-1], nn.Flatten())
         by_hand = model.fc.classifier(
-            nn.functional.normalize(backbone(normalize(VAL.images, PROBE.normalize_mean, PROBE.normalize_std)), dim=1)
+            nn.functional.normalize(backbone(standardize(VAL.images, PROBE.normalize_mean, PROBE.normalize_std)), dim=1)
         )
     torch.testing.assert_close(logits, by_hand, rtol=1e-4, atol=1e-5)
     best = state.history[state.best_epoch - 1]

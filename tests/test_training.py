@@ -10,7 +10,7 @@ import torch
 from conftest import Killed, die_after_first_epoch
 from imgcls.models import build_model
 from imgcls.params import TrainParams
-from imgcls.train.batches import DeviceSplit, batch_indices, normalize, random_crop_flip, training_batches
+from imgcls.train.batches import DeviceSplit, batch_indices, random_crop_flip, standardize, training_batches
 from imgcls.train.checkpoint import code_digest, load_checkpoint, run_fingerprint, save_checkpoint
 from imgcls.train.fit import FitSettings, fit
 from imgcls.train.setup import make_scheduler
@@ -185,7 +185,7 @@ def test_inputs_are_normalised_with_the_statistics_given(mean, std, channels_las
     by_hand = (images.double() / 255 - torch.tensor(mean, dtype=torch.double).view(1, 3, 1, 1)) / torch.tensor(
         std, dtype=torch.double
     ).view(1, 3, 1, 1)
-    normalised = normalize(images, mean, std)
+    normalised = standardize(images, mean, std)
     assert normalised.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(normalised.double(), by_hand, rtol=1e-5, atol=1e-5)
 

@@ -61,7 +61,7 @@ def image_files(paths: Sequence[Path]) -> list[Path]:
 def preprocess(path: Path, side: int, resize: Literal["pad", "stretch"]) -> np.ndarray:
     """An image file as the split stage packs it, (side, side, 3) uint8 RGB: extract's decode and shrink, then
     normalize's squaring."""
-    pixels, _ = decode(path, target=side)
+    pixels, _ = decode(path, side_px=side)
     return to_square(to_rgb8(fit_within(pixels, side)), side, resize)
 
 

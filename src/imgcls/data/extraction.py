@@ -49,16 +49,16 @@ def pixel_digest(pixels: np.ndarray) -> str:
 Row = dict[str, object]
 
 
-def _extract_one(record: Selected, size: int, given_split: str) -> tuple[Row, bytes, str] | BadImage:
+def _extract_one(record: Selected, side_px: int, given_split: str) -> tuple[Row, bytes, str] | BadImage:
     """The image's manifest row, PNG bytes and pixel digest, or why it cannot be used."""
     expected = (record.width, record.height) if record.width is not None and record.height is not None else None
     try:
-        pixels, (width, height) = decode(record.source, expected, target=size)
+        pixels, (width, height) = decode(record.source, expected, side_px=side_px)
     except BadImageError as exc:
         return BadImage(
             record.image_id, record.source_name, str(exc), "unreadable" if record.source.is_file() else "missing_file"
         )
-    png = encode_png(fit_within(pixels, size))
+    png = encode_png(fit_within(pixels, side_px))
     row = {
         "id": record.image_id,
         "category": record.category,
@@ -75,7 +75,7 @@ def _extract_one(record: Selected, size: int, given_split: str) -> tuple[Row, by
 def extract_images(
     records: Sequence[Selected],
     out_dir: Path,
-    size: int,
+    side_px: int,
     on_bad_image: Literal["skip", "fail"] = "fail",
     max_bad_fraction: float = 0.0,
     known_bad: Sequence[BadImage] = (),
@@ -96,7 +96,8 @@ def extract_images(
     bad = list(known_bad)
     with atomic_dir(out_dir) as tmp:
         with write_archive(tmp / ARCHIVE) as archive:
-            for result in imap_images(lambda r: _extract_one(r, size, given.get(r.image_id, "")), todo, desc="extract"):
+            results = imap_images(lambda r: _extract_one(r, side_px, given.get(r.image_id, "")), todo, desc="extract")
+            for result in results:
                 if isinstance(result, BadImage):
                     bad.append(result)
                     continue

@@ -103,17 +103,17 @@ _REDUCED_JPEG = tuple(
 )
 
 
-def _decode_flag(width: int, height: int, image_format: str, target: int | None) -> int:
-    """The cheapest decode that still leaves the longer side at least `target` px."""
-    if target is not None and image_format == "JPEG":
+def _decode_flag(width: int, height: int, image_format: str, side_px: int | None) -> int:
+    """The cheapest decode that still leaves the longer side at least `side_px` px."""
+    if side_px is not None and image_format == "JPEG":
         for factor, flag in _REDUCED_JPEG:
-            if max(width, height) // factor >= target:
+            if max(width, height) // factor >= side_px:
                 return flag
     return cv2.IMREAD_UNCHANGED
 
 
 def decode(
-    path: Path, expected_size: tuple[int, int] | None = None, target: int | None = None
+    path: Path, expected_size: tuple[int, int] | None = None, side_px: int | None = None
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode any layout OpenCV knows, keeping bit depth and alpha (BGR/BGRA order); also return the stored
     (width, height).
@@ -121,25 +121,25 @@ def decode(
     Refuses, before decoding, files that are missing, empty, not images, whose header claims
     more than MAX_PIXELS (decompression bombs) or a size other than `expected_size`;
     after decoding, files OpenCV rejects (it treats a truncated JPEG or PNG as an
-    error). With `target`, a JPEG much larger than `target` px is decoded at reduced
-    scale (8-bit colour), which a later INTER_AREA resize to `target` finishes.
+    error). With `side_px`, a JPEG much larger than `side_px` px is decoded at reduced
+    scale (8-bit colour), which a later INTER_AREA resize to `side_px` finishes.
     """
     if not path.exists():
         raise BadImageError(f"{path}: file not found")
     if not path.is_file():  # reading a FIFO would wait for a writer forever
         raise BadImageError(f"{path}: not a regular file (a folder, FIFO or device); expected an image file")
-    return decode_bytes(path.read_bytes(), path, expected_size, target)
+    return decode_bytes(path.read_bytes(), path, expected_size, side_px)
 
 
 def decode_bytes(
-    data: bytes, name: Path | str, expected_size: tuple[int, int] | None = None, target: int | None = None
+    data: bytes, name: Path | str, expected_size: tuple[int, int] | None = None, side_px: int | None = None
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """`decode` for an image already in memory (an archive member, say); `name` is what messages call it."""
     if not data:
         raise BadImageError(f"{name}: empty file (0 bytes)")
     width, height, image_format = header_info(data, name)
     check_size(width, height, name, expected_size)
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), _decode_flag(width, height, image_format, target))
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), _decode_flag(width, height, image_format, side_px))
     if pixels is None:
         raise BadImageError(f"{name}: could not be decoded (corrupt or truncated)")
     return pixels, (width, height)

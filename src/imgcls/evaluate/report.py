@@ -13,7 +13,7 @@ from torch import nn
 
 from imgcls.errors import ImgclsError, did_you_mean, first_of
 from imgcls.figures import plt, save_figure
-from imgcls.train.batches import Channels, normalize
+from imgcls.train.batches import Channels, standardize
 
 FEATURE_CHANNELS = 8
 # A map of 2x2 or smaller is at most four numbers, not a picture of what the layer responds to.
@@ -161,7 +161,7 @@ def feature_maps(
     Returns the layers drawn with their (C, H, W) shapes; a named layer whose maps are 2x2 or smaller gets a
     labelled row saying so instead of pictures, and is not returned.
     """
-    outputs = _conv_outputs(model, normalize(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None], mean, std))
+    outputs = _conv_outputs(model, standardize(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None], mean, std))
     picked = pick_feature_layers({name: shape for name, (shape, _) in outputs.items()}, layers)
     rows = max(1, len(picked))
     height = rows * 1.05 + 0.4

@@ -91,7 +91,7 @@ def _mean_std_images(
     return whole_image(mean), whole_image(std)
 
 
-def normalize(images: torch.Tensor, mean: Channels, std: Channels) -> torch.Tensor:
+def standardize(images: torch.Tensor, mean: Channels, std: Channels) -> torch.Tensor:
     """uint8 (B, 3, H, W) to float (x / 255 - mean) / std per channel, kept channels_last.
 
     `mean` and `std` are `train.normalize_mean` / `normalize_std`: training, evaluation and

@@ -7,7 +7,7 @@ from torch import nn
 
 from imgcls.models import frozen_batchnorm
 from imgcls.params import TrainParams
-from imgcls.train.batches import DeviceSplit, normalize, training_batches
+from imgcls.train.batches import DeviceSplit, standardize, training_batches
 from imgcls.train.loop import autocast
 
 
@@ -48,7 +48,7 @@ def recalibrate_batchnorm(model: nn.Module, data: DeviceSplit, train: TrainParam
         for index in training_batches(len(data), train.batch_size, None):
             index = index.to(device)
             with autocast(device):
-                model(normalize(data.images[index], train.normalize_mean, train.normalize_std))
+                model(standardize(data.images[index], train.normalize_mean, train.normalize_std))
     finally:
         for layer, momentum, hook in zip(layers, momenta, hooks):
             layer.momentum = momentum

@@ -21,9 +21,9 @@ from imgcls.train.batches import (
     batch_indices,
     crop_flip,
     crop_flip_draws,
-    normalize,
     rotate,
     rotation_angles,
+    standardize,
     training_batches,
 )
 from imgcls.train.distributed import sum_across_processes
@@ -95,7 +95,7 @@ def _augmented_batches(
             images = crop_flip(data.images, _joined(offsets), _joined(flips), index)
             labels = data.labels.index_select(0, index)  # a third of the time of data.labels[index]
         with _phase("normalise"):
-            images = normalize(images, train.normalize_mean, train.normalize_std)
+            images = standardize(images, train.normalize_mean, train.normalize_std)
         for batch_images, batch_labels, batch_angles in zip(images.split(sizes), labels.split(sizes), angles):
             with _phase("rotation"):
                 # After normalising: rotation interpolates, so it needs floats.
@@ -183,7 +183,7 @@ def predict(model: nn.Module, images: torch.Tensor, train: TrainParams, device: 
     outputs = []
     for index in batch_indices(len(images), train.batch_size, None):
         index = index.to(device)
-        batch = normalize(images[index], train.normalize_mean, train.normalize_std)
+        batch = standardize(images[index], train.normalize_mean, train.normalize_std)
         with autocast(device):
             outputs.append(model(batch).float())
     return torch.cat(outputs)
