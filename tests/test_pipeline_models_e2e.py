@@ -32,12 +32,12 @@ def test_train_evaluate_and_experiments(tiny):
         assert path in shown
     assert "up to date" in tiny.run("dvc", "status").stdout
 
-    # One model's setting reruns only that model (plus the cheap aggregates).
+    # One model's setting reruns only that model (plus the cheap aggregates and the params check).
     tiny.set_params({"models": {"net2": {"epochs": 2}}})
     ran = {
         line.split("'")[1] for line in tiny.run("dvc", "repro").stdout.splitlines() if line.startswith("Running stage")
     }
-    assert {"train@net2", "evaluate@net2"} <= ran <= {"train@net2", "evaluate@net2", "ensemble", "report"}
+    assert {"train@net2", "evaluate@net2"} <= ran <= {"check", "train@net2", "evaluate@net2", "ensemble", "report"}
     tiny.commit("net2 for two epochs")
 
     # An experiment on a shared default reruns every model and shows up in metrics diff.
