@@ -103,6 +103,14 @@ def run_stage(
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **{"env": tool_env(), **options})
 
 
+def run_train_stage(params: Path, model: str, processed: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    """The train stage on a split stage's folder: checkpoints under `out`/models, dvclive's files under `out`/live."""
+    return run_stage(
+        "train", params, "--model", model, "--processed", processed, "--train-data", processed / "train",
+        "--out", out / "models", "--live", out / "live", timeout=300,
+    )  # fmt: skip
+
+
 class Repo:
     """A temporary copy of this project, driven through the real `git` and `dvc` CLIs."""
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import processed_folder, run_stage
+from conftest import processed_folder, run_train_stage
 from imgcls.data.packed import PackedSplit
 
 pytestmark = pytest.mark.e2e
@@ -51,21 +51,7 @@ def train(tmp_path, nproc):
         )
     )
     out = tmp_path / f"run{nproc}"
-    result = run_stage(
-        "train",
-        params,
-        "--model",
-        "net1",
-        "--processed",
-        processed,
-        "--train-data",
-        processed / "train",
-        "--out",
-        out / "models",
-        "--live",
-        out / "live",
-        timeout=300,
-    )
+    result = run_train_stage(params, "net1", processed, out)
     assert result.returncode == 0, result.stdout + result.stderr
     return out, result.stdout
 

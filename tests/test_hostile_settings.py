@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -281,6 +282,14 @@ def run_stage(
     )
 
 
+def run_train(params: Path, data: Path, out: Path, live: Path, **options: Any) -> subprocess.CompletedProcess[str]:
+    """`run_stage` for train@net1 on a split stage's folder `data`; `options` are run_stage's (sabotage, preexec_fn)."""
+    return run_stage(
+        "train", params, "--model", "net1", "--processed", data, "--train-data", data / "train",
+        "--out", out, "--live", live, **options,
+    )  # fmt: skip
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
     assert result.returncode != 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr, result.stderr
@@ -510,6 +519,17 @@ def test_evaluate_refuses_a_foreign_or_broken_checkpoint_in_one_line(tmp_path, c
     assert not out.exists(), "nothing written"
 
 
+def run_report(params: Path, root: Path, models: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    """The report stage on `root`'s split output and `models`, writing under `out`; the other inputs need not exist."""
+    return run_stage(
+        "report", params, "--processed", processed(root), "--models-dir", models,
+        "--predictions", root / "predictions", "--ensemble-predictions", root / "ensemble.csv",
+        "--details", root / "details", "--train-metrics", root / "train", "--out", out / "report.md",
+        "--figures", out / "report", "--curves", out / "curves.csv", "--steps", out / "steps.csv",
+        "--near-duplicates", root / "near_duplicates.csv",
+    )  # fmt: skip
+
+
 @pytest.mark.slow
 def test_report_refuses_a_broken_checkpoint_in_one_line_and_writes_nothing(tmp_path):
     make, message = CHECKPOINTS["truncated file"]
@@ -518,32 +538,7 @@ def test_report_refuses_a_broken_checkpoint_in_one_line_and_writes_nothing(tmp_p
     make(models / "net1" / "best.pt")
     out = tmp_path / "out"
     out.mkdir()
-    result = run_stage(
-        "report",
-        write_params(tmp_path),
-        "--processed",
-        processed(tmp_path),
-        "--models-dir",
-        models,
-        "--predictions",
-        tmp_path / "predictions",
-        "--ensemble-predictions",
-        tmp_path / "ensemble.csv",
-        "--details",
-        tmp_path / "details",
-        "--train-metrics",
-        tmp_path / "train",
-        "--out",
-        out / "report.md",
-        "--figures",
-        out / "report",
-        "--curves",
-        out / "curves.csv",
-        "--steps",
-        out / "steps.csv",
-        "--near-duplicates",
-        tmp_path / "near_duplicates.csv",
-    )
+    result = run_report(write_params(tmp_path), tmp_path, models, out)
     assert_one_line_error(result, f"error: {models / 'net1' / 'best.pt'}: ", message)
     assert list(out.iterdir()) == [], "no report and no temporary folder"
 
@@ -552,32 +547,7 @@ def test_report_refuses_a_feature_image_past_the_test_split_naming_its_size(tmp_
     out = tmp_path / "out"
     out.mkdir()
     params = write_params(tmp_path, {**PARAMS, "report": {"feature_image": 18}})
-    result = run_stage(
-        "report",
-        params,
-        "--processed",
-        processed(tmp_path),
-        "--models-dir",
-        tmp_path / "models",
-        "--predictions",
-        tmp_path / "predictions",
-        "--ensemble-predictions",
-        tmp_path / "ensemble.csv",
-        "--details",
-        tmp_path / "details",
-        "--train-metrics",
-        tmp_path / "train",
-        "--out",
-        out / "report.md",
-        "--figures",
-        out / "report",
-        "--curves",
-        out / "curves.csv",
-        "--steps",
-        out / "steps.csv",
-        "--near-duplicates",
-        tmp_path / "near_duplicates.csv",
-    )
+    result = run_report(params, tmp_path, tmp_path / "models", out)
     assert_one_line_error(
         result, "report.feature_image: 18 is past the end of the test split, which holds 18 images (0 .. 17)"
     )
@@ -622,20 +592,7 @@ def test_the_train_stage_sets_a_corrupt_last_pt_aside_and_says_so(tmp_path):
     out.mkdir(parents=True)
     LAST_PT["truncated"](out / "last.pt")
     corrupt = (out / "last.pt").read_bytes()
-    result = run_stage(
-        "train",
-        write_params(tmp_path),
-        "--model",
-        "net1",
-        "--processed",
-        data,
-        "--train-data",
-        data / "train",
-        "--out",
-        out,
-        "--live",
-        tmp_path / "live",
-    )
+    result = run_train(write_params(tmp_path), data, out, tmp_path / "live")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert (
@@ -738,21 +695,7 @@ def test_augment_into_a_read_only_folder_names_the_output(tmp_path, read_only):
 def test_train_into_a_read_only_folder_names_the_folder(tmp_path, read_only):
     folder, preexec = read_only
     data = processed(tmp_path)
-    result = run_stage(
-        "train",
-        write_params(tmp_path),
-        "--model",
-        "net1",
-        "--processed",
-        data,
-        "--train-data",
-        data / "train",
-        "--out",
-        folder / "net1",
-        "--live",
-        tmp_path / "live",
-        preexec_fn=preexec,
-    )
+    result = run_train(write_params(tmp_path), data, folder / "net1", tmp_path / "live", preexec_fn=preexec)
     assert_one_line_error(result, f"error: {folder / 'net1'}: Permission denied")
     assert list(folder.iterdir()) == []
 
@@ -799,21 +742,8 @@ def _file_size_limit(limit: int) -> Callable[[], None]:
 def test_train_that_cannot_write_its_checkpoint_names_it_and_leaves_nothing(tmp_path):
     data = processed(tmp_path)
     out = tmp_path / "models" / "net1"
-    result = run_stage(
-        "train",
-        write_params(tmp_path),
-        "--model",
-        "net1",
-        "--processed",
-        data,
-        "--train-data",
-        data / "train",
-        "--out",
-        out,
-        "--live",
-        tmp_path / "live",
-        preexec_fn=_file_size_limit(16_384),  # net1's checkpoint is about 55 KB
-    )
+    limit = _file_size_limit(16_384)  # net1's checkpoint is about 55 KB
+    result = run_train(write_params(tmp_path), data, out, tmp_path / "live", preexec_fn=limit)
     assert_one_line_error(result, f"error: {out / 'best.pt'}: cannot write this output")
     assert list(out.iterdir()) == []
 
