@@ -32,7 +32,7 @@ import numpy as np
 import yaml
 from scratch import scratch_dir  # benchmarks/ is on sys.path when a script there runs
 
-from imgcls.atomic import write_json
+from imgcls.core.atomic import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 _IGNORED_ANYWHERE = shutil.ignore_patterns(".git", ".venv", "cache", "tmp", "__pycache__", "*.egg-info", "metrics")

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from imgcls.atomic import atomic_dir
-from imgcls.cli import stage_main, stage_parser
+from imgcls.core.atomic import atomic_dir
+from imgcls.core.cli import stage_main, stage_parser
+from imgcls.core.params import AugmentParams, load_params
 from imgcls.data.augment import (
     check_fits_in_memory,
     class_samples_grid,
@@ -18,7 +19,6 @@ from imgcls.data.augment import (
 )
 from imgcls.data.packed import load_split, read_classes, save_split
 from imgcls.manifest import read_csv, write_csv
-from imgcls.params import AugmentParams, load_params
 
 
 def main() -> None:

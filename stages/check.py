@@ -8,9 +8,9 @@ the params are valid, and stays the same bytes, so a valid change reruns nothing
 
 from pathlib import Path
 
-from imgcls.atomic import write_json
-from imgcls.cli import stage_main, stage_parser
 from imgcls.commands.check import exit_on_problems
+from imgcls.core.atomic import write_json
+from imgcls.core.cli import stage_main, stage_parser
 
 
 def main() -> None:

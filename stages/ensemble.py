@@ -9,15 +9,22 @@ from pathlib import Path
 
 import numpy as np
 
-from imgcls.atomic import write_json
-from imgcls.cli import stage_main, stage_parser
+from imgcls.core.atomic import write_json
+from imgcls.core.cli import stage_main, stage_parser
+from imgcls.core.params import (
+    EnsembleParams,
+    EvaluateParams,
+    builds_ensemble,
+    load_params,
+    model_names,
+    read_params_file,
+)
 from imgcls.data.packed import read_classes
 from imgcls.evaluate.ensemble import NO_ENSEMBLE, check_aligned, check_members, majority_vote
 from imgcls.evaluate.predictions import confusion_figure, read_predictions, write_predictions
 from imgcls.evaluate.scores import classification_scores, headline
 from imgcls.evaluate.significance import bootstrap_ci95
 from imgcls.figures import image_grid
-from imgcls.params import EnsembleParams, EvaluateParams, builds_ensemble, load_params, model_names, read_params_file
 
 
 def main() -> None:

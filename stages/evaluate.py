@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imgcls.atomic import write_json
-from imgcls.cli import stage_main, stage_parser
+from imgcls.core.atomic import write_json
+from imgcls.core.cli import stage_main, stage_parser
+from imgcls.core.params import EvaluateParams, load_params, resolve_model
 from imgcls.data.packed import load_split, read_classes
 from imgcls.data.preprocessing import Preprocessing
 from imgcls.evaluate.predictions import confusion_figure, misclassified_grid, write_predictions
 from imgcls.evaluate.scores import classification_scores, headline
 from imgcls.evaluate.significance import bootstrap_ci95
 from imgcls.models import MODEL_NAMES, count_parameters
-from imgcls.params import EvaluateParams, load_params, resolve_model
 from imgcls.train.batches import to_device
 from imgcls.train.loop import predict
 from imgcls.train.rebuild import rebuild_current

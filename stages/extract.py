@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from imgcls.cli import stage_main, stage_parser
+from imgcls.core.cli import stage_main, stage_parser
+from imgcls.core.params import ExtractParams, load_params
 from imgcls.data.coco import load_coco, select
 from imgcls.data.extraction import (
     BAD_IMAGES_FILE,
@@ -13,7 +14,6 @@ from imgcls.data.extraction import (
     selection_summary,
 )
 from imgcls.data.folder import SPLIT_FOLDERS, select_from_folder
-from imgcls.params import ExtractParams, load_params
 
 
 def main() -> None:

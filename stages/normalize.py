@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from imgcls.cli import stage_main, stage_parser
+from imgcls.core.cli import stage_main, stage_parser
+from imgcls.core.params import ExtractParams, NormalizeParams, load_params
 from imgcls.data.square import normalize_images
-from imgcls.params import ExtractParams, NormalizeParams, load_params
 
 
 def main() -> None:

@@ -9,19 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from imgcls.atomic import atomic_dir, read_json, write_text
-from imgcls.cli import stage_main, stage_parser
-from imgcls.data.near_duplicates import twin_flag
-from imgcls.data.packed import load_split, read_classes
-from imgcls.data.preprocessing import Preprocessing
-from imgcls.errors import ImgclsError
-from imgcls.evaluate.curves import overlay_figure, read_curve, train_val_figure, write_curves, write_steps
-from imgcls.evaluate.markdown import ENSEMBLE, Results, report_markdown
-from imgcls.evaluate.predictions import read_predictions
-from imgcls.evaluate.report import Shape, check_feature_layers, conv_shapes, feature_maps, filter_grid
-from imgcls.evaluate.review import bar_figure, interval_columns
-from imgcls.models import MODEL_NAMES, conv_layers
-from imgcls.params import (
+from imgcls.core.atomic import atomic_dir, read_json, write_text
+from imgcls.core.cli import stage_main, stage_parser
+from imgcls.core.errors import ImgclsError
+from imgcls.core.params import (
     EnsembleParams,
     ReportParams,
     TrainParams,
@@ -31,6 +22,15 @@ from imgcls.params import (
     read_params_file,
     resolve_model,
 )
+from imgcls.data.near_duplicates import twin_flag
+from imgcls.data.packed import load_split, read_classes
+from imgcls.data.preprocessing import Preprocessing
+from imgcls.evaluate.curves import overlay_figure, read_curve, train_val_figure, write_curves, write_steps
+from imgcls.evaluate.markdown import ENSEMBLE, Results, report_markdown
+from imgcls.evaluate.predictions import read_predictions
+from imgcls.evaluate.report import Shape, check_feature_layers, conv_shapes, feature_maps, filter_grid
+from imgcls.evaluate.review import bar_figure, interval_columns
+from imgcls.models import MODEL_NAMES, conv_layers
 from imgcls.train.rebuild import TrainedModel, rebuild_current
 
 

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from imgcls.cli import stage_main, stage_parser
+from imgcls.core.cli import stage_main, stage_parser
+from imgcls.core.params import SampleParams, load_params
 from imgcls.data.sample import build_sample, write_sample
-from imgcls.params import SampleParams, load_params
 
 
 def main() -> None:

@@ -3,7 +3,8 @@ memory-mappable arrays."""
 
 from pathlib import Path
 
-from imgcls.cli import stage_main, stage_parser
+from imgcls.core.cli import stage_main, stage_parser
+from imgcls.core.params import ExtractParams, SplitParams, load_params
 from imgcls.data.near_duplicates import cross_split_pairs, phash, write_near_duplicates
 from imgcls.data.packed import SPLITS
 from imgcls.data.preprocessing import Preprocessing
@@ -15,7 +16,6 @@ from imgcls.data.splitting import (
     no_test_split,
     write_splits,
 )
-from imgcls.params import ExtractParams, SplitParams, load_params
 
 
 def main() -> None:

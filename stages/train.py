@@ -14,15 +14,15 @@ from pathlib import Path
 import torch
 from dvclive import Live
 
-from imgcls.atomic import write_json
-from imgcls.cli import stage_main, stage_parser
+from imgcls.core.atomic import write_json
+from imgcls.core.cli import stage_main, stage_parser
+from imgcls.core.errors import ImgclsError
+from imgcls.core.params import ModelSettings, resolve_model
+from imgcls.core.reproducible import use_cpu_kernels
 from imgcls.data.packed import load_split, read_classes
 from imgcls.data.preprocessing import Preprocessing
-from imgcls.errors import ImgclsError
 from imgcls.manifest import write_csv
 from imgcls.models import MODEL_NAMES, build_model
-from imgcls.params import ModelSettings, resolve_model
-from imgcls.reproducible import use_cpu_kernels
 from imgcls.train import distributed
 from imgcls.train.batches import to_device
 from imgcls.train.checkpoint import code_digest, file_digest, load_checkpoint, load_weights, run_fingerprint

@@ -18,11 +18,11 @@ import torch
 import yaml
 from filelock import FileLock
 
-from imgcls.atomic import write_json
+from imgcls.core.atomic import write_json
+from imgcls.core.params import resolve_model
 from imgcls.data.packed import PackedSplit, save_split
 from imgcls.data.preprocessing import Preprocessing
 from imgcls.models import MODEL_NAMES
-from imgcls.params import resolve_model
 from imgcls.train.checkpoint import save_checkpoint
 from imgcls.train.recipe import ModelRecipe
 

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from conftest import coco_dict
+from imgcls.core.errors import ImgclsError
 from imgcls.data.coco import classify_images, coco_from_dict, select
-from imgcls.errors import ImgclsError
 
 CATS = {1: "cat", 3: "dog", 7: "bird"}
 IMAGES = Path("images")

@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 import pytest
 
+from imgcls.core.errors import ImgclsError
 from imgcls.data.download import RemoteImage, download_images
-from imgcls.errors import ImgclsError
 
 TIMEOUT = 0.5
 RETRIES = 3

@@ -8,9 +8,9 @@ import torch
 import yaml
 
 from conftest import run_stage
-from imgcls.errors import ImgclsError
+from imgcls.core.errors import ImgclsError
+from imgcls.core.params import model_names, read_params_file, resolve_model
 from imgcls.models import MODEL_NAMES
-from imgcls.params import model_names, read_params_file, resolve_model
 from imgcls.train.checkpoint import load_checkpoint
 
 

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from conftest import GOOD_PNG, CocoCase, distinct_png
-from imgcls.errors import ImgclsError
+from imgcls.core.errors import ImgclsError
+from imgcls.core.params import parse_section, read_params_file, resolve_model
 from imgcls.models import MODEL_NAMES
-from imgcls.params import parse_section, read_params_file, resolve_model
 
 
 def png_claiming(width: int, height: int) -> bytes:

@@ -20,12 +20,12 @@ import pytest
 import torch
 
 from conftest import REPO, tool_env
-from imgcls.atomic import atomic_dir, save_npy
+from imgcls.core.atomic import atomic_dir, save_npy
+from imgcls.core.errors import ImgclsError
+from imgcls.core.params import ModelSettings, TrainParams, load_params, resolve_model
 from imgcls.data.augment import check_fits_in_memory
 from imgcls.data.preprocessing import Preprocessing
-from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES, build_model
-from imgcls.params import ModelSettings, TrainParams, load_params, resolve_model
 from imgcls.train.batches import DeviceSplit
 from imgcls.train.checkpoint import load_checkpoint, run_fingerprint
 from imgcls.train.fit import FitSettings, fit

@@ -8,10 +8,10 @@ import yaml
 from torch import nn
 
 from conftest import Killed, die_after_first_epoch, processed_folder, run_train_stage
+from imgcls.core.errors import ImgclsError
+from imgcls.core.params import TrainParams, resolve_model
 from imgcls.data.packed import PackedSplit
-from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES, build_model, probe_head
-from imgcls.params import TrainParams, resolve_model
 from imgcls.train.batches import DeviceSplit, standardize
 from imgcls.train.checkpoint import load_checkpoint
 from imgcls.train.fit import FitSettings, fit

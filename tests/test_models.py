@@ -10,7 +10,7 @@ import torch
 import torchvision
 from torch import nn
 
-from imgcls.errors import ImgclsError
+from imgcls.core.errors import ImgclsError
 from imgcls.models import (
     MODEL_NAMES,
     TORCHVISION_MODELS,
@@ -253,12 +253,12 @@ def test_weights_path_loads_an_imagenet_state_dict_into_the_backbone(tmp_path) -
 
 def test_weights_path_errors_name_the_file_and_the_mismatch(tmp_path) -> None:
     missing = tmp_path / "absent.pth"
-    with pytest.raises(ImgclsError, match=rf"weights_path '{re.escape(str(missing))}' is not a file"):
+    with pytest.raises(ImgclsError, match=rf"weights_path '{re.escape(str(missing))}': not found"):
         build_model("resnet18", 3, 32, weights_path=missing)
 
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(ImgclsError, match=r"garbage.pth' could not be read as a state_dict"):
+    with pytest.raises(ImgclsError, match=r"garbage.pth': not a readable state_dict"):
         build_model("resnet18", 3, 32, weights_path=garbage)
 
     random_bytes = tmp_path / "random.pth"
@@ -268,7 +268,7 @@ def test_weights_path_errors_name_the_file_and_the_mismatch(tmp_path) -> None:
     assert "\n" not in str(error.value) and "file an issue" not in str(error.value), (
         "one line of ours, not torch's paragraph"
     )
-    assert "random.pth' could not be read as a state_dict" in str(error.value)
+    assert "random.pth': not a readable state_dict" in str(error.value)
 
     other_architecture = tmp_path / "mobilenet.pth"
     torch.save(build_model("mobilenet_v2", 3, 32).state_dict(), other_architecture)

@@ -7,8 +7,8 @@ import yaml
 from pydantic import BaseModel
 
 from conftest import REPO
-from imgcls.errors import ImgclsError
-from imgcls.params import PARAM_SECTIONS, ModelOptions, load_params, parse_section
+from imgcls.core.errors import ImgclsError
+from imgcls.core.params import PARAM_SECTIONS, ModelOptions, load_params, parse_section
 
 EXTRACT = {"annotations": "a.json", "images": "imgs", "categories": ["cat", "dog"]}
 

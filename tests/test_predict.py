@@ -16,14 +16,14 @@ import torch
 import yaml
 
 from imgcls.commands.predict import image_files, predict_files, preprocess
+from imgcls.core.errors import ImgclsError
+from imgcls.core.params import resolve_model
 from imgcls.data.coco import Selected
 from imgcls.data.extraction import extract_images
 from imgcls.data.preprocessing import Preprocessing
 from imgcls.data.splitting import load_normalized
 from imgcls.data.square import normalize_images
-from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES, build_model
-from imgcls.params import resolve_model
 from imgcls.train.checkpoint import save_checkpoint
 from imgcls.train.rebuild import rebuild_trained
 from imgcls.train.recipe import ModelRecipe

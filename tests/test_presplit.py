@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from conftest import run_stage as run_script
+from imgcls.core.errors import ImgclsError
+from imgcls.core.params import parse_section
 from imgcls.data.splitting import assign_given
-from imgcls.errors import ImgclsError
-from imgcls.params import parse_section
 
 # The classic hymenoptera layout, scaled down: uneven train and val folders per class.
 TRAIN_VAL = {("train", "ants"): 20, ("train", "bees"): 21, ("val", "ants"): 8, ("val", "bees"): 9}

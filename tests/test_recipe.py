@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from imgcls.core.errors import ImgclsError
+from imgcls.core.params import ModelSettings, TrainParams
 from imgcls.data.preprocessing import Preprocessing
-from imgcls.errors import ImgclsError
-from imgcls.params import ModelSettings, TrainParams
 from imgcls.train.checkpoint import load_checkpoint, save_checkpoint
 from imgcls.train.recipe import INPUT_KEYS, ModelRecipe, differences, require_agreement
 

@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from conftest import REPO, processed_folder, tool_env
+from imgcls.core.errors import ImgclsError
+from imgcls.core.params import resolve_model
+from imgcls.core.reproducible import PINNED, PINNED_BY_IMGCLS, pin_cpu_kernels, use_cpu_kernels
 from imgcls.data.packed import PackedSplit
-from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES
-from imgcls.params import resolve_model
-from imgcls.reproducible import PINNED, PINNED_BY_IMGCLS, pin_cpu_kernels, use_cpu_kernels
 
 # A few optimizer steps of a real model (convolutions through oneDNN, batch norm, dense layers,
 # cross-entropy, Adam) on seeded data; prints a hash of the final weights.
@@ -120,7 +120,7 @@ def test_native_lifts_the_pin_and_portable_keeps_it(monkeypatch, no_pins):
 def test_a_child_process_lifts_what_its_parent_pinned(monkeypatch, no_pins):
     monkeypatch.setattr(platform, "machine", lambda: "x86_64")
     pin_cpu_kernels()
-    child = "from imgcls.reproducible import use_cpu_kernels; print(use_cpu_kernels('native'))"
+    child = "from imgcls.core.reproducible import use_cpu_kernels; print(use_cpu_kernels('native'))"
     result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "native"
 

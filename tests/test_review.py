@@ -5,7 +5,7 @@ import csv
 import numpy as np
 import pytest
 
-from imgcls.errors import ImgclsError
+from imgcls.core.errors import ImgclsError
 from imgcls.evaluate.curves import read_curve, write_curves
 from imgcls.evaluate.review import (
     ensemble_versus_best,

@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
+from imgcls.core.errors import ImgclsError
 from imgcls.data.sample import DIGIT_NAMES, build_sample, write_sample
-from imgcls.errors import ImgclsError
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ import pytest
 import yaml
 
 from conftest import run_stage
+from imgcls.core.errors import ImgclsError
+from imgcls.core.params import parse_section
 from imgcls.data.archive import ARCHIVE, write_archive
 from imgcls.data.images import encode_png
 from imgcls.data.packed import load_split
 from imgcls.data.preprocessing import Preprocessing
-from imgcls.errors import ImgclsError
-from imgcls.params import parse_section
 
 CLASSES = ["ants", "bees"]
 

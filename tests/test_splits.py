@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from imgcls.core.errors import ImgclsError
 from imgcls.data.packed import PackedSplit, load_split
 from imgcls.data.splitting import assign_by_counts, assign_by_fractions, write_splits
-from imgcls.errors import ImgclsError
 
 CLASSES = ["a", "b", "c"]
 

@@ -15,8 +15,8 @@ import torch
 import torchvision
 
 from conftest import REPO, project_copy
+from imgcls.core.params import load_params, model_names, read_params_file, resolve_model
 from imgcls.models import MODEL_NAMES
-from imgcls.params import load_params, model_names, read_params_file, resolve_model
 
 pytestmark = pytest.mark.e2e
 

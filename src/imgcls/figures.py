@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from imgcls.atomic import atomic_path
+from imgcls.core.atomic import atomic_path
 
 
 def save_figure(fig: Figure, path: Path) -> None:

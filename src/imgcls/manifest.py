@@ -8,8 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-from imgcls.atomic import write_text
-from imgcls.errors import ImgclsError
+from imgcls.core.atomic import write_text
+from imgcls.core.errors import ImgclsError
 
 
 def write_csv(

@@ -12,10 +12,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from imgcls.errors import ImgclsError
+from imgcls.core.errors import ImgclsError
+from imgcls.core.params import (
+    PARAM_SECTIONS,
+    finetune_problems,
+    model_names,
+    parse_section,
+    read_params_file,
+    resolve_model,
+)
 from imgcls.evaluate.ensemble import check_members
 from imgcls.models import MODEL_NAMES
-from imgcls.params import PARAM_SECTIONS, finetune_problems, model_names, parse_section, read_params_file, resolve_model
 
 # Checked entry by entry below, with the settings each model inherits from train:.
 _PER_MODEL = ("models", "finetune")

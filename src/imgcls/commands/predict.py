@@ -14,14 +14,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from imgcls.cli import stage_main
 from imgcls.commands.check import add_check_command
+from imgcls.core.cli import stage_main
+from imgcls.core.errors import ImgclsError
+from imgcls.core.params import ExtractParams, NormalizeParams, TrainParams, load_params, resolve_model
 from imgcls.data.folder import IMAGE_SUFFIXES
 from imgcls.data.images import BadImageError, decode, fit_within, to_rgb8, to_square
 from imgcls.data.preprocessing import Preprocessing
-from imgcls.errors import ImgclsError
 from imgcls.models import MODEL_NAMES
-from imgcls.params import ExtractParams, NormalizeParams, TrainParams, load_params, resolve_model
 from imgcls.train.loop import predict
 from imgcls.train.rebuild import TrainedModel, rebuild_trained
 from imgcls.train.recipe import ModelRecipe, differences, disagreement_line

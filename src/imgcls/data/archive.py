@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from imgcls.errors import ImgclsError
+from imgcls.core.errors import ImgclsError
 
 ARCHIVE = "images.zip"
 # Fixed member metadata so that the same images give the same archive bytes on every machine and run.

@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from imgcls.core.errors import ImgclsError
 from imgcls.data.packed import PackedSplit
-from imgcls.errors import ImgclsError
 from imgcls.figures import image_grid
 
 

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 from pycocotools.coco import COCO
 
-from imgcls.errors import ImgclsError, did_you_mean
+from imgcls.core.errors import ImgclsError, did_you_mean
 
 Rule = Literal["disqualify", "ignore"]
 

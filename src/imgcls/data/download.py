@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from imgcls.core.errors import ImgclsError
 from imgcls.data.images import BadImageError, check_size, header_info
-from imgcls.errors import ImgclsError
 
 _CHUNK = 1 << 16
 

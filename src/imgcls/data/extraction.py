@@ -11,14 +11,14 @@ from typing import Literal
 
 import numpy as np
 
-from imgcls.atomic import atomic_dir
+from imgcls.core.atomic import atomic_dir
+from imgcls.core.errors import ImgclsError
 from imgcls.data.archive import ARCHIVE, drop_members, write_archive
 from imgcls.data.coco import RULES, Selected, describe_removed, require_eligible
 from imgcls.data.download import RemoteImage, download_images
 from imgcls.data.folder import SPLIT_FOLDERS
 from imgcls.data.images import BadImageError, decode, encode_png, fit_within, md5_of
 from imgcls.data.parallel import imap_images
-from imgcls.errors import ImgclsError
 from imgcls.manifest import write_csv
 
 MANIFEST_COLUMNS = ("id", "category", "file", "md5", "source_file", "width", "height", "given_split")

@@ -7,8 +7,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from imgcls.core.errors import ImgclsError, did_you_mean
 from imgcls.data.coco import Removed, Selected, require_eligible, resolves_inside, sample_per_category
-from imgcls.errors import ImgclsError, did_you_mean
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SPLIT_FOLDERS = ("train", "val", "test")

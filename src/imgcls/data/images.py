@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from imgcls.errors import ImgclsError
+from imgcls.core.errors import ImgclsError
 
 # OpenCV logs its own warning (`[ WARN:0@...] PNG input buffer is incomplete`) beside the one line each
 # bad image gets from this module; every failure it logs also reaches us as a None decode.

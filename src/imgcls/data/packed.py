@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imgcls.atomic import read_json, save_npy
-from imgcls.errors import ImgclsError
+from imgcls.core.atomic import read_json, save_npy
+from imgcls.core.errors import ImgclsError
 
 SPLITS = ("train", "val", "test")
 

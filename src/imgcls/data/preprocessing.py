@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from imgcls.atomic import read_json, write_json
-from imgcls.errors import ImgclsError
+from imgcls.core.atomic import read_json, write_json
+from imgcls.core.errors import ImgclsError
 
 PREPROCESSING_FILE = "preprocessing.json"
 

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 from sklearn.datasets import load_digits
 
-from imgcls.atomic import atomic_dir
-from imgcls.errors import ImgclsError
+from imgcls.core.atomic import atomic_dir
+from imgcls.core.errors import ImgclsError
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # COCO's category ids have gaps (1..90 for 80 classes); later stages must not assume 0..C-1.

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from imgcls.atomic import atomic_dir, write_json
+from imgcls.core.atomic import atomic_dir, write_json
+from imgcls.core.errors import ImgclsError
 from imgcls.data.archive import ARCHIVE, read_archive
 from imgcls.data.images import decode_bytes
 from imgcls.data.packed import SPLITS, PackedSplit, save_split
-from imgcls.errors import ImgclsError
 from imgcls.manifest import read_csv, write_csv
 
 

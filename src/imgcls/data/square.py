@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from imgcls.atomic import atomic_dir
+from imgcls.core.atomic import atomic_dir
 from imgcls.data.archive import ARCHIVE, ArchiveReader, read_archive, write_archive
 from imgcls.data.images import decode_bytes, encode_png, md5_of, to_rgb8, to_square
 from imgcls.data.parallel import imap_images

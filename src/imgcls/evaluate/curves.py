@@ -13,7 +13,7 @@ from pathlib import Path
 
 from matplotlib.ticker import MaxNLocator
 
-from imgcls.errors import ImgclsError
+from imgcls.core.errors import ImgclsError
 from imgcls.figures import plt, save_figure
 from imgcls.manifest import read_csv, write_csv
 

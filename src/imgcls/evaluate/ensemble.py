@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from imgcls.errors import ImgclsError
+from imgcls.core.errors import ImgclsError
 
 
 def majority_vote(predictions: Sequence[np.ndarray], tie_break: int, num_classes: int) -> np.ndarray:

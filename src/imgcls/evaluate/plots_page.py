@@ -17,9 +17,9 @@ from pathlib import Path
 
 import vl_convert
 
-from imgcls import atomic
-from imgcls.cli import stage_main
-from imgcls.errors import ImgclsError
+from imgcls.core import atomic
+from imgcls.core.cli import stage_main
+from imgcls.core.errors import ImgclsError
 
 # DVC's plot templates are Vega-Lite v5 specs; the v6 compiler warns on each one and may draw them differently.
 VEGA_LITE_VERSION = "5.21"

@@ -11,7 +11,7 @@ import torch
 from matplotlib.axes import Axes
 from torch import nn
 
-from imgcls.errors import ImgclsError, did_you_mean, first_of
+from imgcls.core.errors import ImgclsError, did_you_mean, first_of
 from imgcls.figures import plt, save_figure
 from imgcls.train.batches import Channels, standardize
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from imgcls.errors import ImgclsError
+from imgcls.core.errors import ImgclsError
 
 
 def _conv(side: int, kernel: int, padding: int) -> int:

@@ -17,8 +17,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from imgcls.errors import ImgclsError, first_of
-from imgcls.train.checkpoint import state_dict_differences
+from imgcls.core.errors import ImgclsError, first_of
+from imgcls.models.state_dicts import is_state_dict, read_torch_file, state_dict_differences
 
 FREEZE_MODES = ("none", "backbone", "last_block")
 # These networks downsample 32x: a smaller image reaches the last stage as one zero-padded pixel.
@@ -207,21 +207,10 @@ def _imagenet_model(name: str, pretrained: bool) -> nn.Module:
 
 
 def _read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
-    if not path.is_file():
-        raise ImgclsError(f"weights_path '{path}' is not a file; expected a state_dict saved with torch.save")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    # A bad file can fail anywhere in unpickling (EOFError, UnpicklingError, RuntimeError, ...); torch's
-    # message runs to paragraphs asking to file an issue about weights_only, which is no bug of ours or torch's.
-    except Exception as error:
-        raise ImgclsError(
-            f"weights_path '{path}' could not be read as a state_dict ({type(error).__name__}); "
-            "expected a file written by torch.save(model.state_dict(), path)"
-        ) from None
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ImgclsError(
-            f"weights_path '{path}' holds a {type(state).__name__}, not a state_dict (a mapping of names to tensors)"
-        )
+    expected = "expected a state_dict written by torch.save(model.state_dict(), path)"
+    state = read_torch_file(path, f"weights_path '{path}'", "state_dict", expected)
+    if not is_state_dict(state):
+        raise ImgclsError(f"weights_path '{path}': holds a {type(state).__name__}, not a state_dict; {expected}")
     return state
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from imgcls.errors import ImgclsError
+from imgcls.core.errors import ImgclsError
 from imgcls.models import classic, pretrained
 
 # A builder takes (num_classes, image_size); its keyword-only parameters are the options users may set.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from imgcls.core.params import TrainParams
 from imgcls.models import frozen_batchnorm
-from imgcls.params import TrainParams
 from imgcls.train.batches import DeviceSplit, standardize, training_batches
 from imgcls.train.loop import autocast
 

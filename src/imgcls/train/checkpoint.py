@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from imgcls.atomic import atomic_path
-from imgcls.errors import ImgclsError, first_of
+from imgcls.core.atomic import atomic_path
+from imgcls.core.errors import ImgclsError, first_of
+from imgcls.models.state_dicts import is_state_dict, read_torch_file, state_dict_differences
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -30,27 +31,12 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
             raise OSError(f"torch.save: {str(exc).strip().splitlines()[0]}") from None
 
 
-def _first_sentence(message: str) -> str:
-    """torch's load errors run to paragraphs; their first sentence says what failed."""
-    return message.strip().splitlines()[0].split(". ")[0] if message.strip() else "no detail"
-
-
 def load_checkpoint(path: Path, keys: Collection[str] = ("model",)) -> dict[str, Any]:
-    """Load a checkpoint of plain tensors and containers; anything else is refused, never unpickled.
+    """A checkpoint of the train stage, refused with one line naming it unless a dict holding `keys`.
 
-    It must be a dict holding `keys`, its `model` a state_dict: a bare tensor or another
-    program's file is refused with one line naming it.
+    Its `model` must be a state_dict: a bare tensor or another program's file is refused, never unpickled.
     """
-    if path.exists() and not path.is_file():  # torch.load would wait on a FIFO forever
-        raise ImgclsError(f"{path}: not a regular file (a folder, FIFO or device); {_expected(keys)}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ImgclsError(f"{path}: checkpoint not found; run the train stage first") from None
-    except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise ImgclsError(
-            f"{path}: not a readable checkpoint ({type(exc).__name__}: {_first_sentence(str(exc))}); {_expected(keys)}"
-        ) from None
+    state = read_torch_file(path, str(path), "checkpoint", _expected(keys))
     if not isinstance(state, dict):
         raise ImgclsError(f"{path}: holds a {type(state).__name__}; {_expected(keys)}")
     return check_checkpoint(path, state, keys)
@@ -62,7 +48,7 @@ def check_checkpoint(path: Path, state: dict[str, Any], keys: Collection[str]) -
     missing = [key for key in keys if key not in state]
     if missing:
         raise ImgclsError(f"{path}: has no {missing} (it holds {_some(map(str, state))}); {_expected(keys)}")
-    if "model" in keys and not _is_state_dict(state["model"]):
+    if "model" in keys and not is_state_dict(state["model"]):
         raise ImgclsError(
             f"{path}: its 'model' is a {type(state['model']).__name__}, not a state_dict of named tensors; "
             f"{_expected(keys)}"
@@ -80,10 +66,6 @@ def _some(names: Iterable[str], shown: int = 5) -> str:
     return first_of(map(repr, ordered), shown) if ordered else "nothing"
 
 
-def _is_state_dict(value: Any) -> bool:
-    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
-
-
 def load_weights(model: nn.Module, path: Path, weights: Mapping[str, torch.Tensor], described: str) -> None:
     """Load `weights`, read from `path`, into `model` (`described`, for the message), refusing ones that do not fit."""
     mismatch = state_dict_mismatch(model.state_dict(), weights)
@@ -92,16 +74,6 @@ def load_weights(model: nn.Module, path: Path, weights: Mapping[str, torch.Tenso
             f"{path}: its weights do not fit {described}: {mismatch}; retrain it or point to its own checkpoint"
         )
     model.load_state_dict(weights)
-
-
-def state_dict_differences(
-    expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]
-) -> tuple[list[str], list[str], list[str]]:
-    """The keys `found` lacks, the keys it has beyond `expected`, and the keys whose shapes differ."""
-    missing = [key for key in expected if key not in found]
-    unexpected = [key for key in found if key not in expected]
-    reshaped = [key for key, value in expected.items() if key in found and found[key].shape != value.shape]
-    return missing, unexpected, reshaped
 
 
 def state_dict_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> str:

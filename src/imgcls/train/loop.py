@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from imgcls.core.params import TrainParams
 from imgcls.evaluate.scores import f1_macro
-from imgcls.params import TrainParams
 from imgcls.train.batches import (
     DeviceSplit,
     batch_indices,

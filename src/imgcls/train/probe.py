@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from imgcls.errors import ImgclsError
-from imgcls.params import TrainParams
+from imgcls.core.errors import ImgclsError
+from imgcls.core.params import TrainParams
 from imgcls.train.batches import DeviceSplit, batch_indices
 from imgcls.train.loop import EpochRecord, autocast, optimizer_steps, predict, score
 

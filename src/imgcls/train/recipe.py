@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from imgcls.core.errors import ImgclsError
+from imgcls.core.params import ModelOptions, ModelSettings, TrainParams, jsonable
 from imgcls.data.preprocessing import Preprocessing
-from imgcls.errors import ImgclsError
-from imgcls.params import ModelOptions, ModelSettings, TrainParams, jsonable
 
 # Bumped when the recipe's layout changes, so an older checkpoint is named as such rather than misread.
 RECIPE_VERSION = 1

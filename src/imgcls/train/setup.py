@@ -9,8 +9,8 @@ import torch
 from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 
-from imgcls.errors import ImgclsError
-from imgcls.params import TrainParams
+from imgcls.core.errors import ImgclsError
+from imgcls.core.params import TrainParams
 
 
 def select_device(name: str) -> torch.device:

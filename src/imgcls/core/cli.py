@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from imgcls.errors import ImgclsError
+from imgcls.core.errors import ImgclsError
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:

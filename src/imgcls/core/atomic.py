@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from imgcls.errors import ImgclsError
+from imgcls.core.errors import ImgclsError
 
 _TEMPORARY = r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp"  # how mkstemp/mkdtemp name ours: `.<name>.<8 random>.tmp`
 

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from imgcls.errors import ImgclsError, did_you_mean
+from imgcls.core.errors import ImgclsError, did_you_mean
 
 
 def _not_a_boolean(value: Any) -> Any:

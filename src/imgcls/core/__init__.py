@@ -1,0 +1,1 @@
+"""The small core every stage runs: params schema, stage CLI, errors, atomic writes, CPU-kernel pinning."""
