@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
+from subprocess import CompletedProcess
 from typing import Any
 
 import cv2
@@ -81,7 +84,10 @@ def archived_image(stage_dir: Path, member: str) -> np.ndarray:
 
 
 def tool_env() -> dict[str, str]:
-    """Environment for the real git and dvc command lines: this venv first, a fixed identity, no analytics."""
+    """Environment for the real git and dvc command lines: this venv first, a fixed identity, no analytics.
+
+    No proxy either: no test reaches the network, and the loopback servers must be reached directly.
+    """
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(
@@ -91,24 +97,127 @@ def tool_env() -> dict[str, str]:
         GIT_COMMITTER_EMAIL="tests@imgcls.invalid",
         DVC_NO_ANALYTICS="1",
         PYTHONUNBUFFERED="1",
+        no_proxy="*",
     )
     return env
 
 
+def run_command(*args: object, timeout: float = 120, check: bool = False, **options: Any) -> CompletedProcess[str]:
+    """A command line as a user types it, output captured; `options` (cwd, env, preexec_fn) go to subprocess.run.
+
+    With `check`, a non-zero exit fails the test showing the command and both streams.
+    """
+    command = [str(arg) for arg in args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, **{"env": tool_env(), **options})
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(command)} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
+    return result
+
+
+# Runs a stage script after `exec`-ing argv[1] (a sabotage: a full disk, a SIGKILL at the next rename).
+SABOTAGE_LAUNCHER = (
+    "import runpy, sys\nexec(sys.argv[1])\nsys.argv = sys.argv[2:]\nrunpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
 def run_stage(
-    stage: str, params: Path, *args: object, timeout: float = 120, **options: Any
-) -> subprocess.CompletedProcess[str]:
-    """The real `stages/<stage>.py` on `params`, output captured; `options` (cwd, env) go to subprocess.run."""
-    command = [sys.executable, str(REPO / "stages" / f"{stage}.py"), "--params", str(params), *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **{"env": tool_env(), **options})
+    stage: str, params: Path, *args: object, sabotage: str | None = None, **options: Any
+) -> CompletedProcess[str]:
+    """The real `stages/<stage>.py` on `params`, run in the params file's folder.
+
+    There, outside the project, dvclive finds no DVC repository to touch. `sabotage` is Python run first in
+    the stage's own process; `options` are run_command's.
+    """
+    python = [sys.executable, "-c", SABOTAGE_LAUNCHER, sabotage] if sabotage else [sys.executable]
+    script = REPO / "stages" / f"{stage}.py"
+    return run_command(*python, script, "--params", params, *args, **{"cwd": params.parent, **options})
 
 
-def run_train_stage(params: Path, model: str, processed: Path, out: Path) -> subprocess.CompletedProcess[str]:
-    """The train stage on a split stage's folder: checkpoints under `out`/models, dvclive's files under `out`/live."""
+def run_train_stage(
+    params: Path, model: str, processed: Path, out: Path, live: Path | None = None, **options: Any
+) -> CompletedProcess[str]:
+    """The train stage on a split stage's folder: checkpoints in `out`, dvclive's files in `live` (default: ../live)."""
     return run_stage(
         "train", params, "--model", model, "--processed", processed, "--train-data", processed / "train",
-        "--out", out / "models", "--live", out / "live", timeout=300,
+        "--out", out, "--live", live or out.parent / "live", **{"timeout": 300, **options},
     )  # fmt: skip
+
+
+def run_extract(root: Path, extract: dict, **options: Any) -> CompletedProcess[str]:
+    """The extract stage on a params file holding only `extract`, writing `root`/out; `options` are run_command's."""
+    return run_stage("extract", write_params(root, {"extract": extract}), "--out", root / "out", **options)
+
+
+def run_augment(params: Path, processed: Path, out: Path, **options: Any) -> CompletedProcess[str]:
+    """The augment stage on a split stage's folder, writing train_augmented, augmented.csv and preview.png in `out`."""
+    return run_stage(
+        "augment", params, "--processed", processed, "--out", out / "train_augmented",
+        "--provenance", out / "augmented.csv", "--preview", out / "preview.png", **options,
+    )  # fmt: skip
+
+
+def write_params(root: Path, params: dict | str) -> Path:
+    """`root`/params.yaml from a dict, or from YAML text written as it stands."""
+    path = root / "params.yaml"
+    path.write_text(params if isinstance(params, str) else yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def assert_one_line_error(result: CompletedProcess[str], *fragments: str) -> str:
+    """A refusal as users get it: a non-zero exit, no traceback, one `error:` line holding every fragment."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporaries of the atomic writers: `.<name>.<8 random>.tmp` and `.<name>.old`."""
+    return sorted(p.name for p in folder.iterdir() if re.fullmatch(r"\..+\.([a-z0-9_]{8}\.tmp|old)", p.name))
+
+
+STRIPED_CLASSES = ["a", "b", "c"]
+STRIPED_SIDE = 16
+# Params for the stages after split on a striped_processed folder: one quick epoch of net1 and net2.
+STAGE_PARAMS = {
+    "augment": {},
+    "train": {"epochs": 1, "batch_size": 16, "device": "cpu"},
+    "models": {"net1": {}, "net2": {}},
+    "evaluate": {"misclassified": 4},
+    "ensemble": {"models": ["net1", "net2"], "tie_break": "net1"},
+    "report": {},
+}
+
+
+def striped_split(per_class: Sequence[int], first_id: int, seed: int) -> PackedSplit:
+    """Dark noise images with a bright stripe whose row and colour give the class: learnable in an epoch."""
+    labels = np.repeat(np.arange(len(per_class)), per_class).astype(np.int64)
+    side = STRIPED_SIDE
+    images = np.random.default_rng(seed).integers(0, 60, (len(labels), side, side, 3), dtype=np.uint8)
+    for label in range(len(per_class)):
+        images[labels == label, 3 + 4 * label : 6 + 4 * label, :, label] = 250
+    return PackedSplit(images, labels, np.arange(first_id, first_id + len(labels), dtype=np.int64))
+
+
+def striped_processed(root: Path, train_per_class: Sequence[int] = (16, 16, 16)) -> Path:
+    """A split stage's output folder under `root`: striped train/val/test, classes, preprocessing and splits.csv."""
+    splits = {
+        name: striped_split(per_class, first_id, seed=first_id)
+        for name, per_class, first_id in (
+            ("train", train_per_class, 0),
+            ("val", (6, 6, 6), 1000),
+            ("test", (6, 6, 6), 2000),
+        )
+    }
+    folder = processed_folder(root / "processed", STRIPED_CLASSES, **splits)
+    rows = [f"{i},x,{name}" for name, split in splits.items() for i in split.ids.tolist()]
+    (folder / "splits.csv").write_text("id,label,split\n" + "\n".join(rows) + "\n")
+    return folder
 
 
 class Repo:
@@ -118,13 +227,8 @@ class Repo:
         self.root = root
         self.env = tool_env()
 
-    def run(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(args, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout)
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"{' '.join(args)} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-            )
-        return result
+    def run(self, *args: str, check: bool = True, timeout: float = 600) -> CompletedProcess[str]:
+        return run_command(*args, cwd=self.root, env=self.env, check=check, timeout=timeout)
 
     def params(self) -> dict:
         return yaml.safe_load((self.root / "params.yaml").read_text())
@@ -274,19 +378,6 @@ class CocoCase:
             (self.root / "annotations.json").write_text(json.dumps(self.coco))
         (self.root / "params.yaml").write_text(yaml.safe_dump(self.params))
 
-    def run_extract(self) -> subprocess.CompletedProcess[str]:
+    def run_extract(self) -> CompletedProcess[str]:
         self.write()
-        return subprocess.run(
-            [
-                sys.executable,
-                str(REPO / "stages/extract.py"),
-                "--params",
-                str(self.root / "params.yaml"),
-                "--out",
-                str(self.root / "out"),
-            ],
-            capture_output=True,
-            text=True,
-            env=tool_env(),
-            timeout=120,
-        )
+        return run_stage("extract", self.root / "params.yaml", "--out", self.root / "out")

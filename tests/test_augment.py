@@ -1,6 +1,12 @@
-import numpy as np
+import resource
+from collections.abc import Callable
 
-from imgcls.data.augment import oversample, random_affine
+import numpy as np
+import pytest
+
+from conftest import STAGE_PARAMS, assert_one_line_error, run_augment, striped_processed, write_params
+from imgcls.core.errors import ImgclsError
+from imgcls.data.augment import check_fits_in_memory, oversample, random_affine
 from imgcls.data.packed import PackedSplit
 
 
@@ -63,3 +69,47 @@ def test_identity_affine_is_lossless():
     image = np.random.default_rng(1).integers(0, 256, (9, 9, 3), dtype=np.uint8)
     assert (random_affine(image, 0.0, 1.0, False) == image).all()
     assert (random_affine(image, 0.0, 1.0, True) == image[:, ::-1]).all()
+
+
+def test_heavy_oversampling_is_warned_about_by_class_and_factor(tmp_path):
+    out = tmp_path / "out"
+    result = run_augment(
+        write_params(tmp_path, STAGE_PARAMS), striped_processed(tmp_path, train_per_class=(30, 6, 5)), out
+    )
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: augment:")]
+    assert len(warnings) == 1, result.stderr  # 'b' grows exactly 5x: not more than 5x
+    assert "class 'c' is oversampled 6.0x (5 -> 30 images)" in warnings[0]
+
+
+def _memory_limit(limit: int) -> Callable[[], None]:
+    return lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def test_an_absurd_augment_target_is_refused_before_any_work(tmp_path):
+    out = tmp_path / "out"
+    result = run_augment(
+        write_params(tmp_path, "augment:\n  target: 1000000000000\n"),
+        striped_processed(tmp_path),
+        out,
+        # A regression must not take the shared machine's memory: it fails within these 4 GiB instead.
+        preexec_fn=_memory_limit(4 * 2**30),
+        timeout=120,
+    )
+    assert_one_line_error(
+        result,
+        "error: augment.target: 1000000000000 per class makes 3000000000000 train images of 16x16x3",
+        "use at most",
+    )
+    assert not out.exists()
+
+
+def test_the_augment_target_must_fit_in_half_the_memory():
+    sizes, shape = [1000] * 10, (32, 32, 3)  # 30 MiB of images
+    check_fits_in_memory(1000, sizes, shape, memory_bytes=64 * 2**20)
+    message = (
+        r"augment.target: 1000 per class makes 10000 train images of 32x32x3 \(0.03 GiB\), "
+        r"more than half of .* 0.05 GiB .*use at most 853"
+    )
+    with pytest.raises(ImgclsError, match=message):
+        check_fits_in_memory(1000, sizes, shape, memory_bytes=50 * 2**20)

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import yaml
 
-from conftest import REPO, tool_env
+from conftest import REPO, run_command
 
 
-def check(params: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "imgcls.commands.predict", "check", "--params", str(params)],
-        capture_output=True,
-        text=True,
-        env=tool_env(),
-        timeout=120,
-    )
+def check(params: Path) -> CompletedProcess[str]:
+    return run_command(sys.executable, "-m", "imgcls", "check", "--params", params)
 
 
 def test_the_shipped_params_file_passes():

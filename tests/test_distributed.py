@@ -51,7 +51,7 @@ def train(tmp_path, nproc):
         )
     )
     out = tmp_path / f"run{nproc}"
-    result = run_train_stage(params, "net1", processed, out)
+    result = run_train_stage(params, "net1", processed, out / "models")
     assert result.returncode == 0, result.stdout + result.stderr
     return out, result.stdout
 

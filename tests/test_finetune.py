@@ -1,23 +1,15 @@
 """`finetune:` entries: a model that starts from another model's trained best.pt, tracked by DVC."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
-from conftest import run_stage
+from conftest import run_stage, write_params
 from imgcls.core.errors import ImgclsError
 from imgcls.core.params import model_names, read_params_file, resolve_model
 from imgcls.models import MODEL_NAMES
 from imgcls.train.checkpoint import load_checkpoint
-
-
-def write_params(tmp_path: Path, params: dict) -> Path:
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
 
 
 def test_a_finetune_entry_inherits_its_source_and_overlays_its_own_keys(tmp_path):

@@ -6,14 +6,12 @@ import csv
 import struct
 import zlib
 from collections.abc import Callable
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-import yaml
 
-from conftest import GOOD_PNG, CocoCase, distinct_png
+from conftest import GOOD_PNG, CocoCase, distinct_png, write_params
 from imgcls.core.errors import ImgclsError
 from imgcls.core.params import parse_section, read_params_file, resolve_model
 from imgcls.models import MODEL_NAMES
@@ -165,12 +163,6 @@ def test_bad_numbers_name_the_key(case):
     with pytest.raises(ImgclsError) as error:
         parse_section(section, raw)
     assert message in str(error.value)
-
-
-def write_params(tmp_path: Path, params: dict) -> Path:
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
 
 
 def test_unknown_model_lists_valid_ones(tmp_path):

@@ -157,7 +157,7 @@ def test_the_train_stage_probes_local_imagenet_weights_on_two_processes_as_on_on
     train = {"epochs": 3, "batch_size": 16, "lr": 0.01, "device": "cpu", "nproc": 2}
     params.write_text(yaml.safe_dump({"train": train, "models": {"resnet18_probe": entry}}))
     out = tmp_path / "run"
-    result = run_train_stage(params, "resnet18_probe", processed, out)
+    result = run_train_stage(params, "resnet18_probe", processed, out / "models")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("probe: cached the features of 48 train and 21 val images") == 1, "only rank 0 logs"
     assert (out / "models/best.pt").is_file() and (out / "models/last.pt").is_file()

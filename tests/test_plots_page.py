@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import vl_convert
 
-from conftest import tool_env
+from conftest import run_command
 from imgcls.evaluate.plots_page import main, page_template
 
 EXTERNAL_SCRIPT = re.compile(r"<script\b[^>]*\bsrc\s*=", re.IGNORECASE)
@@ -49,28 +48,14 @@ def plots_repo(tmp_path: Path) -> Path:
         ["git", "add", "-A"],
         ["git", "commit", "-q", "-m", "plots"],
     ):
-        subprocess.run(command, cwd=root, env=tool_env(), check=True, capture_output=True, timeout=120)
+        run_command(*command, cwd=root, check=True)
     (root / "acc.csv").write_text("step,acc\n0,0.333\n1,0.444\n")
-    subprocess.run(
-        [sys.executable, "-m", "imgcls.evaluate.plots_page", "page.html"],
-        cwd=root,
-        env=tool_env(),
-        check=True,
-        timeout=120,
-    )
+    run_command(sys.executable, "-m", "imgcls.evaluate.plots_page", "page.html", cwd=root, check=True)
     return root
 
 
 def dvc_plots(root: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["dvc", "plots", *args, "--html-template", "page.html", "-o", "out"],
-        cwd=root,
-        env=tool_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
+    run_command("dvc", "plots", *args, "--html-template", "page.html", "-o", "out", cwd=root, check=True, timeout=300)
     return (root / "out" / "index.html").read_text(encoding="utf-8")
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import cv2
 import numpy as np
@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import run_command
 from imgcls.commands.predict import image_files, predict_files, preprocess
 from imgcls.core.errors import ImgclsError
 from imgcls.core.params import resolve_model
@@ -101,14 +102,8 @@ def pipeline_images(sources: list[Path], work: Path, resize: str) -> np.ndarray:
     return load_normalized(work / "normalized", CLASSES)[0].images
 
 
-def run_cli(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(IMGCLS), "predict", "--params", "params.yaml", "--models-dir", "models", *args],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def run_cli(project: Path, *args: str) -> CompletedProcess[str]:
+    return run_command(IMGCLS, "predict", "--params", "params.yaml", "--models-dir", "models", *args, cwd=project)
 
 
 def test_folders_are_searched_for_image_files_only(project):
@@ -222,12 +217,8 @@ def test_a_checkpoint_alone_predicts_anywhere_as_in_the_repository(project, tmp_
     (elsewhere / "best.pt").write_bytes((project / "models/net1/best.pt").read_bytes())
     images = str(project / "images")
     in_repo = run_cli(project, "--model", "net1", "--json", images)
-    handed = subprocess.run(
-        [sys.executable, "-m", "imgcls", "predict", "--checkpoint", "best.pt", "--json", images],
-        cwd=elsewhere,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    handed = run_command(
+        sys.executable, "-m", "imgcls", "predict", "--checkpoint", "best.pt", "--json", images, cwd=elsewhere
     )
     assert in_repo.returncode == 0 and handed.returncode == 0, in_repo.stderr + handed.stderr
     assert handed.stdout == in_repo.stdout

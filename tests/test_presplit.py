@@ -6,16 +6,15 @@ Through the real extract, normalize and split stages.
 from __future__ import annotations
 
 import csv
-import subprocess
 from collections import Counter
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import cv2
 import numpy as np
 import pytest
-import yaml
 
-from conftest import run_stage as run_script
+from conftest import run_stage, write_params
 from imgcls.core.errors import ImgclsError
 from imgcls.core.params import parse_section
 from imgcls.data.splitting import assign_given
@@ -40,11 +39,6 @@ def presplit_folder(root: Path, counts: dict[tuple[str, str], int] = TRAIN_VAL) 
     return root
 
 
-def run_stage(root: Path, params: dict, stage: str, *args: str) -> subprocess.CompletedProcess[str]:
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    return run_script(stage, root / "params.yaml", *args)
-
-
 def folder_params(images: Path, split: dict | None = None, **extract: object) -> dict:
     return {
         "extract": {
@@ -65,26 +59,24 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 def extract_and_normalize(root: Path, params: dict) -> None:
-    extracted = run_stage(root, params, "extract", "--out", str(root / "extracted"))
+    extracted = run_stage("extract", write_params(root, params), "--out", str(root / "extracted"))
     assert extracted.returncode == 0, extracted.stderr
     normalized = run_stage(
-        root, params, "normalize", "--extracted", str(root / "extracted"), "--out", str(root / "normalized")
+        "normalize",
+        write_params(root, params),
+        "--extracted",
+        str(root / "extracted"),
+        "--out",
+        str(root / "normalized"),
     )
     assert normalized.returncode == 0, normalized.stderr
 
 
-def split(root: Path, params: dict, out: str) -> subprocess.CompletedProcess[str]:
+def split(root: Path, params: dict, out: str) -> CompletedProcess[str]:
     return run_stage(
-        root,
-        params,
-        "split",
-        "--normalized",
-        str(root / "normalized"),
-        "--out",
-        str(root / out),
-        "--near-duplicates",
-        str(root / f"{out}_near_duplicates.csv"),
-    )
+        "split", write_params(root, params), "--normalized", root / "normalized", "--out", root / out,
+        "--near-duplicates", root / f"{out}_near_duplicates.csv",
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +140,7 @@ def test_per_category_samples_each_given_split_in_proportion(tmp_path):
     (images / "train" / "ants" / ".thumb.png").write_bytes(b"")
     (images / "val" / "bees" / "imageNotFound.gif").write_bytes(b"GIF89a")
     params = folder_params(images, per_category=14)
-    result = run_stage(tmp_path, params, "extract", "--out", str(tmp_path / "extracted"))
+    result = run_stage("extract", write_params(tmp_path, params), "--out", str(tmp_path / "extracted"))
     assert result.returncode == 0, result.stderr
     rows = read_rows(tmp_path / "extracted" / "manifest.csv")
     # ants 20 + 8 -> 10 + 4; bees 21 + 9 -> 9.8 + 4.2, the larger remainder rounding up -> 10 + 4
@@ -171,7 +163,7 @@ def test_per_category_samples_each_given_split_in_proportion(tmp_path):
     )
 
     too_many = run_stage(
-        tmp_path, folder_params(images, per_category=29), "extract", "--out", str(tmp_path / "too_many")
+        "extract", write_params(tmp_path, folder_params(images, per_category=29)), "--out", str(tmp_path / "too_many")
     )
     assert (
         too_many.returncode != 0 and "extract.per_category: 29 asked but category 'ants' has only 28" in too_many.stderr
@@ -182,7 +174,10 @@ def test_per_category_samples_each_given_split_in_proportion(tmp_path):
 def test_class_names_are_the_union_of_the_split_folders(tmp_path):
     images = presplit_folder(tmp_path / "hymenoptera", {**TRAIN_VAL, ("train", "wasps"): 3})
     result = run_stage(
-        tmp_path, folder_params(images, categories=["ants", "wasp"]), "extract", "--out", str(tmp_path / "out")
+        "extract",
+        write_params(tmp_path, folder_params(images, categories=["ants", "wasp"])),
+        "--out",
+        str(tmp_path / "out"),
     )
     assert result.returncode != 0
     assert "'wasp' (did you mean 'wasps'?)" in result.stderr and "Available: ants, bees, wasps" in result.stderr
@@ -202,7 +197,7 @@ def test_class_names_are_the_union_of_the_split_folders(tmp_path):
 def test_a_root_mixing_split_and_class_folders_is_refused(tmp_path):
     images = presplit_folder(tmp_path / "hymenoptera")
     write_images(images / "ants", 2, 100)
-    result = run_stage(tmp_path, folder_params(images), "extract", "--out", str(tmp_path / "out"))
+    result = run_stage("extract", write_params(tmp_path, folder_params(images)), "--out", str(tmp_path / "out"))
     assert result.returncode != 0
     assert "extract.images" in result.stderr and "split folders (train, val) with other folders (ants)" in result.stderr
     assert not (tmp_path / "out").exists()
@@ -256,7 +251,7 @@ def test_identical_images_in_two_given_splits_stay_in_train_only(tmp_path):
 def test_identical_images_under_two_labels_are_refused(tmp_path):
     images = presplit_folder(tmp_path / "hymenoptera")
     [copy] = copy_images(images / "train" / "ants", images / "val" / "bees", 1)
-    result = run_stage(tmp_path, folder_params(images), "extract", "--out", str(tmp_path / "out"))
+    result = run_stage("extract", write_params(tmp_path, folder_params(images)), "--out", str(tmp_path / "out"))
     assert result.returncode != 0 and not (tmp_path / "out").exists()
     assert f"train/ants/000.png (ants) and {copy} (bees) are the same image under two labels" in result.stderr
 

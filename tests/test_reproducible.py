@@ -6,14 +6,13 @@ train.cpu_kernels: native lifts the pin in the stages that train and score a mod
 import json
 import os
 import platform
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, processed_folder, tool_env
+from conftest import processed_folder, run_command, run_train_stage
 from imgcls.core.errors import ImgclsError
 from imgcls.core.params import resolve_model
 from imgcls.core.reproducible import PINNED, PINNED_BY_IMGCLS, pin_cpu_kernels, use_cpu_kernels
@@ -55,14 +54,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 
 def _train(**machine: str) -> tuple[str, str]:
-    result = subprocess.run(
-        [sys.executable, "-c", TRAIN_A_LITTLE],
-        env=_clean_env(**machine),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    result = run_command(sys.executable, "-c", TRAIN_A_LITTLE, env=_clean_env(**machine), check=True)
     capability, digest = result.stdout.split()
     return capability, digest
 
@@ -121,7 +113,7 @@ def test_a_child_process_lifts_what_its_parent_pinned(monkeypatch, no_pins):
     monkeypatch.setattr(platform, "machine", lambda: "x86_64")
     pin_cpu_kernels()
     child = "from imgcls.core.reproducible import use_cpu_kernels; print(use_cpu_kernels('native'))"
-    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
+    result = run_command(sys.executable, "-c", child, env=dict(os.environ), check=True)
     assert result.stdout.strip() == "native"
 
 
@@ -153,7 +145,7 @@ def test_switching_kernels_is_another_run_and_a_model_may_choose_its_own(tmp_pat
 def _own_choice() -> str:
     """The kernels torch picks on this CPU when nothing is pinned or exported."""
     probe = "import torch; print(torch.backends.cpu.get_cpu_capability())"
-    result = subprocess.run([sys.executable, "-c", probe], env=_clean_env(), capture_output=True, text=True, check=True)
+    result = run_command(sys.executable, "-c", probe, env=_clean_env(), check=True)
     return result.stdout.strip()
 
 
@@ -171,28 +163,8 @@ def test_the_train_stage_runs_the_kernels_its_params_name(tmp_path):
         params = tmp_path / f"{kind}.yaml"
         train = {"epochs": 1, "batch_size": 16, "device": "cpu", "cpu_kernels": kind}
         params.write_text(yaml.safe_dump({"train": train, "models": {"net1": {}}}))
-        result = subprocess.run(
-            [
-                sys.executable,
-                str(REPO / "stages/train.py"),
-                "--params",
-                str(params),
-                "--model",
-                "net1",
-                "--processed",
-                str(tmp_path),
-                "--train-data",
-                str(tmp_path / "train"),
-                "--out",
-                str(tmp_path / kind / "models"),
-                "--live",
-                str(tmp_path / kind / "live"),
-            ],
-            capture_output=True,
-            text=True,
-            env=tool_env(),
-            timeout=300,  # as pinned by this process's import of imgcls
-        )
+        # In this process's environment, as pinned by its import of imgcls: the params alone lift the pin.
+        result = run_train_stage(params, "net1", tmp_path, tmp_path / kind / "models", tmp_path / kind / "live")
         assert result.returncode == 0, result.stdout + result.stderr
         used[kind] = json.loads((tmp_path / kind / "live/timings.json").read_text())["cpu_capability"]
     assert used == {"portable": "AVX2", "native": _own_choice()}

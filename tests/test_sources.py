@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import functools
 import json
-import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -15,14 +14,8 @@ from typing import ClassVar
 import cv2
 import numpy as np
 import pytest
-import yaml
 
-from conftest import archived_image, run_stage, tool_env
-
-
-def run_extract(root: Path, extract: dict) -> subprocess.CompletedProcess[str]:
-    (root / "params.yaml").write_text(yaml.safe_dump({"extract": extract}))
-    return run_stage("extract", root / "params.yaml", "--out", root / "out", env={**tool_env(), "no_proxy": "*"})
+from conftest import archived_image, run_extract
 
 
 def manifest(root: Path) -> list[dict[str, str]]:

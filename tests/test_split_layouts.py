@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import numpy as np
 import pytest
@@ -66,7 +66,7 @@ def normalized_folder(root: Path, per_class: int) -> Path:
     return root
 
 
-def run_split(root: Path, split: dict) -> subprocess.CompletedProcess[str]:
+def run_split(root: Path, split: dict) -> CompletedProcess[str]:
     params = {"extract": {"annotations": "a.json", "images": "images", "categories": CLASSES}, "split": split}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return run_stage(

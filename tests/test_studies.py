@@ -6,7 +6,6 @@ that stops parsing, fails here. Every value of a `--queue` sweep must validate; 
 
 import json
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 import torch
 import torchvision
 
-from conftest import REPO, project_copy
+from conftest import REPO, project_copy, run_command
 from imgcls.core.params import load_params, model_names, read_params_file, resolve_model
 from imgcls.models import MODEL_NAMES
 
@@ -110,19 +109,10 @@ def test_every_readme_study_runs_on_the_embedded_sample(tmp_path):
     studies.write_text(json.dumps(first_variants))
     seed_torchvision_cache(tmp_path / "torch")
     results_path = tmp_path / "results.json"
-    subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "tests/study_runner.py"),
-            str(repo.root),
-            str(tmp_path / "work"),
-            str(studies),
-            str(results_path),
-        ],
-        env={**repo.env, "TORCH_HOME": str(tmp_path / "torch")},
-        check=True,
-        timeout=900,
-    )
+    run_command(
+        sys.executable, REPO / "tests/study_runner.py", repo.root, tmp_path / "work", studies, results_path,
+        env={**repo.env, "TORCH_HOME": str(tmp_path / "torch")}, check=True, timeout=900,
+    )  # fmt: skip
     results = json.loads(results_path.read_text())
     failed = {name: result["error"] for name, result in results.items() if "error" in result}
     assert not failed, "\n\n".join(f"{name}:\n{error}" for name, error in failed.items())
