@@ -61,7 +61,8 @@ from imgcls import CPU_KERNELS
 from imgcls.core.params import TrainParams
 from imgcls.core.reproducible import use_cpu_kernels
 from imgcls.data.packed import PackedSplit
-from imgcls.models import MODEL_NAMES, build_model
+from imgcls.models.names import MODEL_NAMES
+from imgcls.models.registry import build_model
 from imgcls.train.batches import DeviceSplit, random_crop_flip, standardize, to_device, training_batches
 from imgcls.train.loop import epoch_generator, train_one_epoch
 

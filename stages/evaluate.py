@@ -18,7 +18,8 @@ from imgcls.data.preprocessing import Preprocessing
 from imgcls.evaluate.predictions import confusion_figure, misclassified_grid, write_predictions
 from imgcls.evaluate.scores import classification_scores, headline
 from imgcls.evaluate.significance import bootstrap_ci95
-from imgcls.models import MODEL_NAMES, count_parameters
+from imgcls.models.layers import count_parameters
+from imgcls.models.names import MODEL_NAMES
 from imgcls.train.batches import to_device
 from imgcls.train.loop import predict
 from imgcls.train.rebuild import rebuild_current

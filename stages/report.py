@@ -30,7 +30,8 @@ from imgcls.evaluate.markdown import ENSEMBLE, Results, report_markdown
 from imgcls.evaluate.predictions import read_predictions
 from imgcls.evaluate.report import Shape, check_feature_layers, conv_shapes, feature_maps, filter_grid
 from imgcls.evaluate.review import bar_figure, interval_columns
-from imgcls.models import MODEL_NAMES, conv_layers
+from imgcls.models.layers import conv_layers
+from imgcls.models.names import MODEL_NAMES
 from imgcls.train.rebuild import TrainedModel, rebuild_current
 
 

@@ -22,7 +22,8 @@ from imgcls.core.reproducible import use_cpu_kernels
 from imgcls.data.packed import load_split, read_classes
 from imgcls.data.preprocessing import Preprocessing
 from imgcls.manifest import write_csv
-from imgcls.models import MODEL_NAMES, build_model
+from imgcls.models.names import MODEL_NAMES
+from imgcls.models.registry import build_model
 from imgcls.train import distributed
 from imgcls.train.batches import to_device
 from imgcls.train.checkpoint import code_digest, file_digest, load_checkpoint, load_weights, run_fingerprint

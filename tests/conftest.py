@@ -25,7 +25,7 @@ from imgcls.core.atomic import write_json
 from imgcls.core.params import resolve_model
 from imgcls.data.packed import PackedSplit, save_split
 from imgcls.data.preprocessing import Preprocessing
-from imgcls.models import MODEL_NAMES
+from imgcls.models.names import MODEL_NAMES
 from imgcls.train.checkpoint import save_checkpoint
 from imgcls.train.recipe import ModelRecipe
 

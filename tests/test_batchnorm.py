@@ -9,7 +9,7 @@ from torch import nn
 from conftest import processed_folder, run_stage, save_trained
 from imgcls.core.params import TrainParams
 from imgcls.data.packed import PackedSplit
-from imgcls.models import build_model
+from imgcls.models.registry import build_model
 from imgcls.train.batches import DeviceSplit, standardize
 from imgcls.train.batchnorm import recalibrate_batchnorm
 from imgcls.train.fit import FitSettings, fit

@@ -27,7 +27,7 @@ from conftest import (
 from imgcls.core.errors import ImgclsError
 from imgcls.core.params import ModelSettings, TrainParams
 from imgcls.data.preprocessing import Preprocessing
-from imgcls.models import build_model
+from imgcls.models.registry import build_model
 from imgcls.train.batches import DeviceSplit
 from imgcls.train.checkpoint import load_checkpoint, run_fingerprint
 from imgcls.train.fit import FitSettings, fit

@@ -12,7 +12,7 @@ from torch import nn
 from imgcls.core.errors import ImgclsError
 from imgcls.core.params import TrainParams, parse_section
 from imgcls.evaluate.report import check_feature_layers, conv_shapes, feature_maps, pick_feature_layers
-from imgcls.models import build_model
+from imgcls.models.registry import build_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IMAGENET = (TrainParams().normalize_mean, TrainParams().normalize_std)

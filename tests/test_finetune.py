@@ -8,7 +8,7 @@ import torch
 from conftest import run_stage, write_params
 from imgcls.core.errors import ImgclsError
 from imgcls.core.params import model_names, read_params_file, resolve_model
-from imgcls.models import MODEL_NAMES
+from imgcls.models.names import MODEL_NAMES
 from imgcls.train.checkpoint import load_checkpoint
 
 

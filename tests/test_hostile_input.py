@@ -14,7 +14,7 @@ import pytest
 from conftest import GOOD_PNG, CocoCase, distinct_png, write_params
 from imgcls.core.errors import ImgclsError
 from imgcls.core.params import parse_section, read_params_file, resolve_model
-from imgcls.models import MODEL_NAMES
+from imgcls.models.names import MODEL_NAMES
 
 
 def png_claiming(width: int, height: int) -> bytes:

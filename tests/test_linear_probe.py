@@ -11,7 +11,9 @@ from conftest import Killed, die_after_first_epoch, processed_folder, run_train_
 from imgcls.core.errors import ImgclsError
 from imgcls.core.params import TrainParams, resolve_model
 from imgcls.data.packed import PackedSplit
-from imgcls.models import MODEL_NAMES, build_model, probe_head
+from imgcls.models.names import MODEL_NAMES
+from imgcls.models.pretrained import probe_head
+from imgcls.models.registry import build_model
 from imgcls.train.batches import DeviceSplit, standardize
 from imgcls.train.checkpoint import load_checkpoint
 from imgcls.train.fit import FitSettings, fit

@@ -11,18 +11,11 @@ import torchvision
 from torch import nn
 
 from imgcls.core.errors import ImgclsError
-from imgcls.models import (
-    MODEL_NAMES,
-    TORCHVISION_MODELS,
-    build_model,
-    conv_layers,
-    count_parameters,
-    frozen_batchnorm,
-    head_parameters,
-    probe_head,
-    unfreeze_all,
-)
 from imgcls.models.classic import SelfAttention, _activate_and_pool
+from imgcls.models.layers import conv_layers, count_parameters
+from imgcls.models.names import MODEL_NAMES, TORCHVISION_MODELS
+from imgcls.models.pretrained import frozen_batchnorm, head_parameters, probe_head, unfreeze_all
+from imgcls.models.registry import build_model
 
 CLASSIC_MODELS = tuple(name for name in MODEL_NAMES if name not in TORCHVISION_MODELS)
 # Parameter-name prefixes that stay trainable under each freeze mode.

@@ -24,7 +24,8 @@ from imgcls.data.extraction import extract_images
 from imgcls.data.preprocessing import Preprocessing
 from imgcls.data.splitting import load_normalized
 from imgcls.data.square import normalize_images
-from imgcls.models import MODEL_NAMES, build_model
+from imgcls.models.names import MODEL_NAMES
+from imgcls.models.registry import build_model
 from imgcls.train.checkpoint import save_checkpoint
 from imgcls.train.rebuild import rebuild_trained
 from imgcls.train.recipe import ModelRecipe

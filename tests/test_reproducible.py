@@ -17,14 +17,14 @@ from imgcls.core.errors import ImgclsError
 from imgcls.core.params import resolve_model
 from imgcls.core.reproducible import PINNED, PINNED_BY_IMGCLS, pin_cpu_kernels, use_cpu_kernels
 from imgcls.data.packed import PackedSplit
-from imgcls.models import MODEL_NAMES
+from imgcls.models.names import MODEL_NAMES
 
 # A few optimizer steps of a real model (convolutions through oneDNN, batch norm, dense layers,
 # cross-entropy, Adam) on seeded data; prints a hash of the final weights.
 TRAIN_A_LITTLE = """
 import hashlib
 import torch
-from imgcls.models import build_model  # importing imgcls pins the kernels unless the caller exported others
+from imgcls.models.registry import build_model  # importing imgcls pins the kernels unless the caller exported others
 torch.manual_seed(0)
 model = build_model("cnn", 10, 32).to(memory_format=torch.channels_last)
 optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)

@@ -11,7 +11,7 @@ import pytest
 from conftest import run_augment, run_train_stage, striped_processed, write_params
 from imgcls.core.errors import ImgclsError
 from imgcls.core.params import load_params, resolve_model
-from imgcls.models import MODEL_NAMES
+from imgcls.models.names import MODEL_NAMES
 
 EXTRACT = "extract:\n  annotations: a.json\n  images: imgs\n  categories: [cat, dog]\n"
 SEED_RANGE = "a seed must be an integer from 0 to 4294967295 (2**32 - 1), the range numpy and scikit-learn accept"

@@ -15,7 +15,7 @@ import torchvision
 
 from conftest import REPO, project_copy, run_command
 from imgcls.core.params import load_params, model_names, read_params_file, resolve_model
-from imgcls.models import MODEL_NAMES
+from imgcls.models.names import MODEL_NAMES
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ import torch
 
 from conftest import Killed, die_after_first_epoch
 from imgcls.core.params import TrainParams
-from imgcls.models import build_model
+from imgcls.models.registry import build_model
 from imgcls.train.batches import DeviceSplit, batch_indices, random_crop_flip, standardize, training_batches
 from imgcls.train.checkpoint import code_digest, load_checkpoint, run_fingerprint, save_checkpoint
 from imgcls.train.fit import FitSettings, fit

@@ -22,7 +22,7 @@ from imgcls.core.params import (
     resolve_model,
 )
 from imgcls.evaluate.ensemble import check_members
-from imgcls.models import MODEL_NAMES
+from imgcls.models.names import MODEL_NAMES
 
 # Checked entry by entry below, with the settings each model inherits from train:.
 _PER_MODEL = ("models", "finetune")

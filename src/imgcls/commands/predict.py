@@ -21,7 +21,7 @@ from imgcls.core.params import ExtractParams, NormalizeParams, TrainParams, load
 from imgcls.data.folder import IMAGE_SUFFIXES
 from imgcls.data.images import BadImageError, decode, fit_within, to_rgb8, to_square
 from imgcls.data.preprocessing import Preprocessing
-from imgcls.models import MODEL_NAMES
+from imgcls.models.names import MODEL_NAMES
 from imgcls.train.loop import predict
 from imgcls.train.rebuild import TrainedModel, rebuild_trained
 from imgcls.train.recipe import ModelRecipe, differences, disagreement_line

@@ -543,7 +543,7 @@ def resolve_model(path: str | Path, name: str, architectures: Sequence[str]) -> 
     """Overlay `models.<name>` on the `train` defaults and validate the result.
 
     A `finetune.<name>` entry overlays its own keys on those of the model it starts `from`.
-    `architectures` are the registered network names (`imgcls.models.MODEL_NAMES`); taking them as an
+    `architectures` are the registered network names (`imgcls.models.names.MODEL_NAMES`); taking them as an
     argument keeps this module free of torch, so the data stages neither import nor depend on the models.
     """
     raw = read_params_file(path)

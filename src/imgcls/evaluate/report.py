@@ -38,22 +38,33 @@ def comparison_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], 
 
 
 def filter_grid(path: Path, conv: nn.Conv2d, title: str) -> None:
-    """The first convolution's kernels, each min-max scaled; RGB when the layer reads RGB."""
+    """The first convolution's kernels, each min-max scaled; RGB when the layer reads RGB, else its first channel in
+    gray. One image of tiles rather than an axes per kernel, which would cost seconds per model."""
     weights = conv.weight.detach().float().cpu().numpy()
     count = weights.shape[0]
     columns = min(16, count)
     rows = -(-count // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.6, rows * 0.6 + 0.4), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, kernel in zip(axes.flat, weights):
-        kernel = (kernel - kernel.min()) / (np.ptp(kernel) or 1.0)
-        ax.imshow(
-            kernel.transpose(1, 2, 0) if kernel.shape[0] == 3 else kernel[0],
-            cmap=None if kernel.shape[0] == 3 else "gray",
-        )
+    tiles = weights if weights.shape[1] == 3 else np.repeat(weights[:, :1], 3, axis=1)
+    low = tiles.min(axis=(1, 2, 3), keepdims=True)
+    spread = np.ptp(tiles, axis=(1, 2, 3), keepdims=True)
+    tiles = (tiles - low) / np.where(spread > 0, spread, 1.0)
+    fig, ax = plt.subplots(figsize=(columns * 0.6, rows * 0.6 + 0.4))
+    ax.imshow(_mosaic(tiles.transpose(0, 2, 3, 1), columns), interpolation="nearest")
+    ax.axis("off")
     fig.suptitle(title, fontsize=9)
     save_figure(fig, path)
+
+
+def _mosaic(tiles: np.ndarray, columns: int) -> np.ndarray:
+    """(N, h, w, 3) tiles in rows of `columns`, a white gap of a fifth of a tile between them."""
+    count, height, width, _ = tiles.shape
+    gap = max(1, height // 5)
+    rows = -(-count // columns)
+    canvas = np.ones((rows * (height + gap) - gap, columns * (width + gap) - gap, 3))
+    for index, tile in enumerate(tiles):
+        top, left = (index // columns) * (height + gap), (index % columns) * (width + gap)
+        canvas[top : top + height, left : left + width] = tile
+    return canvas
 
 
 def _conv_outputs(model: nn.Module, inputs: torch.Tensor) -> dict[str, tuple[Shape, np.ndarray]]:

@@ -10,6 +10,7 @@ from torch import nn
 
 from imgcls.core.errors import ImgclsError
 from imgcls.models import classic, pretrained
+from imgcls.models.names import MODEL_NAMES, TORCHVISION_MODELS
 
 # A builder takes (num_classes, image_size); its keyword-only parameters are the options users may set.
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
@@ -26,7 +27,8 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "deep_mish_cnn": classic.DeepMishCNN,
     **{name: functools.partial(pretrained.build, name) for name in pretrained.TORCHVISION_MODELS},
 }
-MODEL_NAMES = tuple(sorted(_BUILDERS))
+if tuple(sorted(_BUILDERS)) != MODEL_NAMES or pretrained.TORCHVISION_MODELS != TORCHVISION_MODELS:
+    raise RuntimeError("models/names.py must name exactly the models registered here")  # a slip of ours, at import
 
 
 def build_model(name: str, num_classes: int, image_size: int, **options: object) -> nn.Module:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from imgcls.core.params import TrainParams
-from imgcls.models import frozen_batchnorm
+from imgcls.models.pretrained import frozen_batchnorm
 from imgcls.train.batches import DeviceSplit, standardize, training_batches
 from imgcls.train.loop import autocast
 

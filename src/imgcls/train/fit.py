@@ -20,7 +20,7 @@ from torch import nn
 
 from imgcls.core.errors import ImgclsError
 from imgcls.core.params import TrainParams
-from imgcls.models import probe_head, unfreeze_all
+from imgcls.models.pretrained import probe_head, unfreeze_all
 from imgcls.train.batches import DeviceSplit
 from imgcls.train.batchnorm import recalibrate_batchnorm
 from imgcls.train.checkpoint import check_checkpoint, load_checkpoint, save_checkpoint, set_aside

@@ -11,7 +11,8 @@ from torch import nn
 from imgcls.core.params import ModelSettings
 from imgcls.core.reproducible import use_cpu_kernels
 from imgcls.data.preprocessing import Preprocessing
-from imgcls.models import build_model, unfreeze_all
+from imgcls.models.pretrained import unfreeze_all
+from imgcls.models.registry import build_model
 from imgcls.train.checkpoint import load_checkpoint, load_weights
 from imgcls.train.recipe import ModelRecipe, require_agreement
 
