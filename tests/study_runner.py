@@ -6,7 +6,9 @@ stage DVC finds changed, dependencies first, run by its own dvc.yaml command.
 Running them here rather than through `dvc exp run` spares each stage torch's start-up, which is most
 of a tiny stage's time; what runs is the same code on the same arguments.
 
-    python tests/study_runner.py <baseline repo> <work folder> <studies.json> <results.json>
+    python tests/study_runner.py <baseline repo> [<work folder> <studies.json> <results.json>]
+
+With the baseline alone, it is reproduced and committed and nothing else runs (the tests' tiny pipeline).
 
 studies.json is a list of {"name", "overrides"}; results.json gets {name: {"ran", "report"} or {"error"}}.
 """
@@ -33,6 +35,10 @@ def run_command(command: str) -> None:
     argv = shlex.split(command)
     if argv[0] != "python":
         raise ValueError(f"not a python stage command: {command}")
+    # Each stage imports imgcls afresh, so its checkpoints' code fingerprint covers the modules it imports,
+    # as in a process of its own, not every module an earlier stage left behind.
+    for name in [name for name in sys.modules if name.split(".")[0] == "imgcls"]:
+        del sys.modules[name]
     saved = sys.argv
     sys.argv = argv[1:]
     try:
@@ -69,11 +75,19 @@ def run_study(baseline: Path, root: Path, overrides: list[str]) -> dict:
     return {"ran": ran, "report": (root / "metrics/report.md").read_text(), "seconds": time.perf_counter() - start}
 
 
-def main() -> None:
-    baseline, work, studies, results_path = (Path(arg).resolve() for arg in sys.argv[1:])
+def build_baseline(baseline: Path) -> None:
+    """Every stage run, then `dvc commit`: dvc.lock records the outputs as `dvc repro` would."""
     reproduce(baseline, everything=True)
     with Repo(baseline) as repo:
         repo.commit(None, force=True)
+
+
+def main() -> None:
+    baseline, *rest = (Path(arg).resolve() for arg in sys.argv[1:])
+    build_baseline(baseline)
+    if not rest:
+        return
+    work, studies, results_path = rest
     results = {}
     for index, study in enumerate(json.loads(studies.read_text())):
         try:

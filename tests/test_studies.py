@@ -13,7 +13,7 @@ import pytest
 import torch
 import torchvision
 
-from conftest import REPO, project_copy, run_command
+from conftest import REPO, Repo, project_copy, run_command
 from imgcls.core.params import load_params, model_names, read_params_file, resolve_model
 from imgcls.models.names import MODEL_NAMES
 
@@ -57,6 +57,9 @@ def readme_studies() -> list[tuple[str, list[list[str]]]]:
 
 STUDIES = readme_studies()
 
+# What a study must have rerun, beyond its models: the stage its change is about.
+RERUNS = {"warm start": "finetune@", "binary": "extract"}
+
 
 def seed_torchvision_cache(torch_home: Path) -> None:
     """A resnet18 ImageNet-layout file where `pretrained: true` looks first, so no test needs the network."""
@@ -80,33 +83,43 @@ def test_the_readme_lists_a_study_for_each_comparison_the_course_runs():
         "train/val",
         "normalisation",
         "per-iteration",
+        *RERUNS,
     ):
         assert study in names, names
 
 
-def test_every_readme_study_runs_on_the_embedded_sample(tmp_path):
-    repo = project_copy(tmp_path / "baseline")
+def study_baseline(root: Path) -> Repo:
+    repo = project_copy(root)
     params = repo.params()
     for section, values in BASE.items():
         params[section] = values if section in ("models", "ensemble") else {**params[section], **values}
     repo.write_params(params)
-    first_variants = []
-    for name, variants in STUDIES:
-        for index, overrides in enumerate(variants):  # every sweep value validates; the first one runs
-            check = tmp_path / f"check/{len(first_variants)}-{index}/params.yaml"
-            check.parent.mkdir(parents=True)
-            check.write_text((repo.root / "params.yaml").read_text())
-            from dvc.utils.hydra import apply_overrides
+    repo.commit("study baseline")
+    return repo
 
+
+def test_every_value_of_every_readme_study_is_valid_params(tmp_path):
+    from dvc.utils.hydra import apply_overrides
+
+    baseline = study_baseline(tmp_path / "baseline").root / "params.yaml"
+    for number, (_, variants) in enumerate(STUDIES):
+        for index, overrides in enumerate(variants):
+            check = tmp_path / f"check/{number}-{index}/params.yaml"
+            check.parent.mkdir(parents=True)
+            check.write_text(baseline.read_text())
             apply_overrides(check, overrides)
             raw = read_params_file(check)
             load_params(check, "extract", "split", "augment", "train", "ensemble", "report")
             for model in model_names(raw):
                 resolve_model(check, model, MODEL_NAMES)
-        first_variants.append({"name": name, "overrides": variants[0]})
-    repo.commit("study baseline")
+
+
+@pytest.mark.parametrize("half", [0, 1], ids=["first half", "second half"])
+def test_every_readme_study_runs_on_the_embedded_sample(tmp_path, half):
+    """The first value of each study, every other study per half, so both halves run at once under xdist."""
+    repo = study_baseline(tmp_path / "baseline")
     studies = tmp_path / "studies.json"
-    studies.write_text(json.dumps(first_variants))
+    studies.write_text(json.dumps([{"name": name, "overrides": variants[0]} for name, variants in STUDIES[half::2]]))
     seed_torchvision_cache(tmp_path / "torch")
     results_path = tmp_path / "results.json"
     run_command(
@@ -116,10 +129,10 @@ def test_every_readme_study_runs_on_the_embedded_sample(tmp_path):
     results = json.loads(results_path.read_text())
     failed = {name: result["error"] for name, result in results.items() if "error" in result}
     assert not failed, "\n\n".join(f"{name}:\n{error}" for name, error in failed.items())
+    assert list(results) == [name for name, _ in STUDIES[half::2]]
     for name, result in results.items():
         print(f"{name}: {result['seconds']:.1f} s, ran {result['ran']}")
         assert result["ran"], name
         assert result["report"].startswith("# Winner: "), name
-    by_name = {name: results[name]["ran"] for name, _ in STUDIES}
-    assert any(stage.startswith("finetune@") for stage in by_name[next(n for n in by_name if "warm start" in n)])
-    assert "extract" in by_name[next(n for n in by_name if "binary" in n)]
+        for topic, stage in RERUNS.items():
+            assert topic not in name or any(ran.startswith(stage) for ran in result["ran"]), (name, result["ran"])
