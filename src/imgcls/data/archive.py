@@ -15,6 +15,7 @@ import threading
 import zipfile
 from collections.abc import Collection, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from imgcls.core.errors import ImgclsError
 
@@ -37,10 +38,25 @@ class ArchiveWriter:
         self._archive.writestr(info, data)
 
 
+class _Stream:
+    """A file seen as a stream, write-only: zipfile then writes each member's sizes after its data (a data
+    descriptor, which every unzip reads) instead of seeking back to patch its header. Those three seeks per
+    member each flushed the buffer, and made writing the archive half of extract's main-thread time."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+
+    def write(self, data: bytes) -> int:
+        return self._file.write(data)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+
 @contextlib.contextmanager
 def write_archive(path: Path) -> Iterator[ArchiveWriter]:
     """Write a new archive at `path` (inside an `atomic_dir` temporary: the folder swap makes it atomic)."""
-    with zipfile.ZipFile(path, "x", compression=zipfile.ZIP_STORED) as archive:
+    with open(path, "xb") as file, zipfile.ZipFile(_Stream(file), "w", compression=zipfile.ZIP_STORED) as archive:
         yield ArchiveWriter(archive)
 
 
