@@ -20,6 +20,8 @@ $(BIN)/python:
 # index pip is configured with (files or PIP_* variables) is passed on, all indexes weighed alike
 # as pip does: the hashes decide what is installed. The machine's constraint file is not passed
 # (uv refuses a requirement without == under --require-hashes); `make lock` applied it to the lock.
+# --compile-bytecode writes the .pyc files pip writes by default: without them, where
+# PYTHONDONTWRITEBYTECODE is set, every process compiled torch's modules again at import.
 $(STAMP): $(BIN)/python $(LOCK) pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --upgrade --target $(UV_DIR) uv==$(UV_VERSION)
@@ -27,7 +29,7 @@ $(STAMP): $(BIN)/python $(LOCK) pyproject.toml
 		| sed -n "s/^[^.]*\.\(find-links\|extra-index-url\|index-url\)='\(.*\)'$$/\1 \2/p" \
 		| while read -r key values; do for value in $$values; do printf -- '--%s %s ' $$key $$value; done; done) && \
 	$(UV) pip install --quiet --python $(BIN)/python --index-strategy unsafe-best-match $$sources \
-		--require-hashes --no-deps -r $(LOCK)
+		--require-hashes --no-deps --compile-bytecode -r $(LOCK)
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
