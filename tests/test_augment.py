@@ -71,6 +71,7 @@ def test_identity_affine_is_lossless():
     assert (random_affine(image, 0.0, 1.0, True) == image[:, ::-1]).all()
 
 
+@pytest.mark.slow
 def test_heavy_oversampling_is_warned_about_by_class_and_factor(tmp_path):
     out = tmp_path / "out"
     result = run_augment(
@@ -86,6 +87,7 @@ def _memory_limit(limit: int) -> Callable[[], None]:
     return lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+@pytest.mark.slow
 def test_an_absurd_augment_target_is_refused_before_any_work(tmp_path):
     out = tmp_path / "out"
     result = run_augment(

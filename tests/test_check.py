@@ -6,9 +6,12 @@ import sys
 from pathlib import Path
 from subprocess import CompletedProcess
 
+import pytest
 import yaml
 
 from conftest import REPO, run_command
+
+pytestmark = pytest.mark.slow  # each runs `python -m imgcls check`
 
 
 def check(params: Path) -> CompletedProcess[str]:

@@ -170,6 +170,7 @@ def test_report_refuses_a_broken_checkpoint_in_one_line_and_writes_nothing(tmp_p
     assert list(out.iterdir()) == [], "no report and no temporary folder"
 
 
+@pytest.mark.slow
 def test_report_refuses_a_feature_image_past_the_test_split_naming_its_size(tmp_path):
     out = tmp_path / "out"
     out.mkdir()

@@ -54,6 +54,7 @@ def _without_root_override() -> None:
         libc.prctl(24, capability, 0, 0, 0)  # PR_CAPBSET_DROP
 
 
+@pytest.mark.slow
 def test_augment_into_a_read_only_folder_names_the_output(tmp_path, read_only):
     folder, preexec = read_only
     result = run_augment(
@@ -84,6 +85,7 @@ DISK_FULL = (
 )
 
 
+@pytest.mark.slow
 def test_augment_onto_a_full_disk_names_the_output_and_leaves_nothing(tmp_path):
     out = tmp_path / "out"
     result = run_augment(
@@ -167,6 +169,7 @@ BYSTANDERS = (
 @pytest.mark.parametrize(
     ("killed_at", "leftover"), [("images.npy", ".train_augmented."), ("augmented.csv", ".augmented.csv.")]
 )
+@pytest.mark.slow
 def test_the_next_run_clears_what_a_killed_run_left(tmp_path, killed_at, leftover):
     data, out = striped_processed(tmp_path), tmp_path / "out"
     out.mkdir()

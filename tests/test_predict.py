@@ -212,6 +212,7 @@ def test_unusable_input_is_one_line(project, setup, args, message):
     assert result.stderr.splitlines() == [message]
 
 
+@pytest.mark.slow
 def test_a_checkpoint_alone_predicts_anywhere_as_in_the_repository(project, tmp_path_factory):
     """A best.pt handed to someone: no params.yaml, no data folder, and `python -m imgcls` works like `imgcls`."""
     elsewhere = tmp_path_factory.mktemp("elsewhere")
@@ -227,6 +228,7 @@ def test_a_checkpoint_alone_predicts_anywhere_as_in_the_repository(project, tmp_
     assert sorted(p.name for p in elsewhere.iterdir()) == ["best.pt"], "nothing written beside it"
 
 
+@pytest.mark.slow
 def test_edited_params_are_named_once_and_the_recipe_still_used(project):
     before = predict_files([project / "images"], rebuild_trained(project / "models/net1/best.pt"))
     params_file(project, normalize_mean=[0.485, 0.456, 0.406])
@@ -242,6 +244,7 @@ def test_edited_params_are_named_once_and_the_recipe_still_used(project):
     ]
 
 
+@pytest.mark.slow
 def test_class_names_come_from_the_checkpoint(project):
     """Categories reordered in params.yaml after training: the names stay those the model learnt."""
     expected = predict_files([project / "images"], rebuild_trained(project / "models/net1/best.pt"))
@@ -255,6 +258,7 @@ def test_class_names_come_from_the_checkpoint(project):
     assert result.stderr.startswith('warning: extract.categories: params.yaml has ["fish", "bird", "dog", "cat"]')
 
 
+@pytest.mark.slow
 def test_unusable_checkpoints_and_files_are_one_line(project):
     os.mkfifo(project / "pipe.png")
     old = project / "old.pt"

@@ -93,6 +93,7 @@ def folder_of(root: Path) -> dict[str, str]:
     return {row["id"]: row["source_file"].split("/")[0] for row in read_rows(root / "extracted" / "manifest.csv")}
 
 
+@pytest.mark.slow
 def test_manifests_carry_each_image_given_split(hymenoptera):
     root, _ = hymenoptera
     extracted = read_rows(root / "extracted" / "manifest.csv")
@@ -103,6 +104,7 @@ def test_manifests_carry_each_image_given_split(hymenoptera):
     assert normalized == {row["id"]: row["given_split"] for row in extracted}
 
 
+@pytest.mark.slow
 def test_given_keeps_train_turns_val_into_test_and_draws_val_from_train(hymenoptera):
     root, params = hymenoptera
     result = split(root, {**params, "split": {"method": "given"}}, "given")
@@ -135,6 +137,7 @@ def test_stratified_resplits_across_the_given_folders(hymenoptera):
     assert (root / "default" / "splits.csv").read_bytes() == (root / "stratified" / "splits.csv").read_bytes()
 
 
+@pytest.mark.slow
 def test_per_category_samples_each_given_split_in_proportion(tmp_path):
     images = presplit_folder(tmp_path / "hymenoptera")
     (images / "train" / "ants" / ".thumb.png").write_bytes(b"")
@@ -194,6 +197,7 @@ def test_class_names_are_the_union_of_the_split_folders(tmp_path):
     assert not (tmp_path / "processed").exists()
 
 
+@pytest.mark.slow
 def test_a_root_mixing_split_and_class_folders_is_refused(tmp_path):
     images = presplit_folder(tmp_path / "hymenoptera")
     write_images(images / "ants", 2, 100)
@@ -203,6 +207,7 @@ def test_a_root_mixing_split_and_class_folders_is_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_given_on_data_without_given_splits_is_refused(tmp_path):
     images = tmp_path / "flowers"
     write_images(images / "ants", 10, 0)
@@ -232,6 +237,7 @@ def copy_images(source: Path, target: Path, count: int) -> list[str]:
     return copies
 
 
+@pytest.mark.slow
 def test_identical_images_in_two_given_splits_stay_in_train_only(tmp_path):
     images = presplit_folder(tmp_path / "hymenoptera")
     copies = copy_images(images / "train" / "ants", images / "val" / "ants", 5)
@@ -248,6 +254,7 @@ def test_identical_images_in_two_given_splits_stay_in_train_only(tmp_path):
     assert not by_split["test"] & (by_split["train"] | by_split["val"]), "no picture in test is also in train or val"
 
 
+@pytest.mark.slow
 def test_identical_images_under_two_labels_are_refused(tmp_path):
     images = presplit_folder(tmp_path / "hymenoptera")
     [copy] = copy_images(images / "train" / "ants", images / "val" / "bees", 1)

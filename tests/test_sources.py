@@ -46,6 +46,7 @@ def image_server(tmp_path) -> Iterator[tuple[str, Path]]:
         server.server_close()
 
 
+@pytest.mark.slow
 def test_coco_by_url_fetches_only_selected_images_and_resumes(tmp_path, image_server):
     base, served = image_server
     coco = {
@@ -105,6 +106,7 @@ def test_coco_by_url_fetches_only_selected_images_and_resumes(tmp_path, image_se
     )
 
 
+@pytest.mark.slow
 def test_download_refuses_hosts_outside_the_allowlist(tmp_path, image_server):
     base, _ = image_server
     coco = {
@@ -131,6 +133,7 @@ def test_download_refuses_hosts_outside_the_allowlist(tmp_path, image_server):
     assert CountingHandler.requests == [] and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_image_folder_source(tmp_path):
     root = tmp_path / "flowers"
     for index, (name, suffix) in enumerate(
