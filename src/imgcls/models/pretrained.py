@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from imgcls.core.errors import ImgclsError, first_of
+from imgcls.models.names import TORCHVISION_MODELS
 from imgcls.models.state_dicts import is_state_dict, read_torch_file, state_dict_differences
 
 FREEZE_MODES = ("none", "backbone", "last_block")
@@ -37,7 +38,8 @@ _LAYOUTS: dict[str, _Layout] = {
     "resnet50": _Layout("fc", lambda model: [model.layer4]),
     "swin_t": _Layout("head", lambda model: [model.features[-1], model.norm]),
 }
-TORCHVISION_MODELS = tuple(sorted(_LAYOUTS))
+if tuple(sorted(_LAYOUTS)) != TORCHVISION_MODELS:
+    raise RuntimeError("models/names.py must name exactly the torchvision networks laid out here")  # a slip of ours
 
 
 class ClassifierHead(nn.Sequential):

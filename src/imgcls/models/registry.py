@@ -25,9 +25,9 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "mish_cnn": classic.MishCNN,
     "bn_cnn": classic.BNCNN,
     "deep_mish_cnn": classic.DeepMishCNN,
-    **{name: functools.partial(pretrained.build, name) for name in pretrained.TORCHVISION_MODELS},
+    **{name: functools.partial(pretrained.build, name) for name in TORCHVISION_MODELS},
 }
-if tuple(sorted(_BUILDERS)) != MODEL_NAMES or pretrained.TORCHVISION_MODELS != TORCHVISION_MODELS:
+if tuple(sorted(_BUILDERS)) != MODEL_NAMES:
     raise RuntimeError("models/names.py must name exactly the models registered here")  # a slip of ours, at import
 
 
@@ -58,6 +58,6 @@ def _options(name: str) -> tuple[str, ...]:
 
 def _transfer_hint(name: str, option: str) -> str:
     """Say so when a classic net was given an option only the torchvision models take."""
-    if name in pretrained.TORCHVISION_MODELS or option not in _options(pretrained.TORCHVISION_MODELS[0]):
+    if name in TORCHVISION_MODELS or option not in _options(TORCHVISION_MODELS[0]):
         return ""
-    return f" ({option} applies only to torchvision models: {', '.join(pretrained.TORCHVISION_MODELS)})"
+    return f" ({option} applies only to torchvision models: {', '.join(TORCHVISION_MODELS)})"
