@@ -6,8 +6,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from torch import nn
 
@@ -19,6 +21,7 @@ FEATURE_CHANNELS = 8
 # A map of 2x2 or smaller is at most four numbers, not a picture of what the layer responds to.
 SMALLEST_MAP_SIDE = 3
 LISTED_LAYERS = 12
+VIRIDIS = colormaps["viridis"]
 
 Shape = tuple[int, int, int]  # one image's activation: channels, height, width
 
@@ -144,17 +147,23 @@ def check_feature_layers(layers: Sequence[str] | None, shapes_by_model: Mapping[
         )
 
 
-def _feature_row(axes: Sequence[Axes], name: str, shape: Shape, channels: np.ndarray, image: np.ndarray) -> None:
-    """One layer's row: the input, then its first channels, under a `name  CxHxW` label."""
+def _feature_row(ax: Axes, name: str, shape: Shape, channels: np.ndarray, image: np.ndarray) -> None:
+    """One layer's row: the input, then its first channels (each min-max scaled, in viridis, enlarged to the input's
+    size), under a `name  CxHxW` label. One image of tiles: an axes per tile cost most of the report's time."""
     label = f"{name}  {_shape_text(shape)}"
     if not _drawable(shape):
         label += ": maps of 2x2 or smaller, not drawn"
     # Left-aligned, so a long label runs on over the row's empty title space instead of overlapping both sides.
-    axes[0].set_title(label, fontsize=7, loc="left")
+    ax.set_title(label, fontsize=7, loc="left")
+    height, width = image.shape[:2]
+    tiles = np.ones((FEATURE_CHANNELS + 1, height, width, 3))  # white where a layer has fewer channels
     if _drawable(shape):
-        axes[0].imshow(image)
-        for ax, channel in zip(axes[1:], channels):
-            ax.imshow(channel, cmap="viridis")
+        tiles[0] = image / 255.0
+        for index, channel in enumerate(channels, start=1):
+            low, spread = channel.min(), np.ptp(channel)
+            scaled = (channel - low) / (spread if spread > 0 else 1.0)
+            tiles[index] = VIRIDIS(cv2.resize(scaled, (width, height), interpolation=cv2.INTER_NEAREST))[..., :3]
+        ax.imshow(_mosaic(tiles, FEATURE_CHANNELS + 1), interpolation="nearest")
 
 
 def feature_maps(
@@ -176,12 +185,12 @@ def feature_maps(
     picked = pick_feature_layers({name: shape for name, (shape, _) in outputs.items()}, layers)
     rows = max(1, len(picked))
     height = rows * 1.05 + 0.4
-    fig, axes = plt.subplots(rows, FEATURE_CHANNELS + 1, figsize=((FEATURE_CHANNELS + 1) * 0.9, height), squeeze=False)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.45 / height, wspace=0.08, hspace=0.3)
+    fig, axes = plt.subplots(rows, 1, figsize=((FEATURE_CHANNELS + 1) * 0.9, height), squeeze=False)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.45 / height, hspace=0.3)
     for ax in axes.flat:
         ax.axis("off")
-    for row, name in zip(axes, picked):
-        _feature_row(row, name, *outputs[name], image)
+    for (ax,), name in zip(axes, picked):
+        _feature_row(ax, name, *outputs[name], image)
     if not picked:
         axes[0, 0].set_title(
             f"no convolution has maps larger than 2x2 at {image.shape[1]}x{image.shape[0]} px", fontsize=7, loc="left"
