@@ -28,6 +28,7 @@ from imgcls.data.preprocessing import Preprocessing
 from imgcls.models.names import MODEL_NAMES
 from imgcls.train.checkpoint import save_checkpoint
 from imgcls.train.recipe import ModelRecipe
+from study_runner import copy_baseline
 
 REPO = Path(__file__).resolve().parents[1]
 _IGNORED_ANYWHERE = shutil.ignore_patterns(
@@ -103,12 +104,14 @@ def tool_env() -> dict[str, str]:
 
 
 def run_command(*args: object, timeout: float = 120, check: bool = False, **options: Any) -> CompletedProcess[str]:
-    """A command line as a user types it, output captured; `options` (cwd, env, preexec_fn) go to subprocess.run.
+    """A command line as a user types it, output captured; `options` (cwd, env, preexec_fn, stdout) go to
+    subprocess.run.
 
     With `check`, a non-zero exit fails the test showing the command and both streams.
     """
     command = [str(arg) for arg in args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, **{"env": tool_env(), **options})
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    result = subprocess.run(command, text=True, timeout=timeout, **{"env": tool_env(), **streams, **options})
     if check and result.returncode != 0:
         raise AssertionError(
             f"{' '.join(command)} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
@@ -227,8 +230,8 @@ class Repo:
         self.root = root
         self.env = tool_env()
 
-    def run(self, *args: str, check: bool = True, timeout: float = 600) -> CompletedProcess[str]:
-        return run_command(*args, cwd=self.root, env=self.env, check=check, timeout=timeout)
+    def run(self, *args: str, check: bool = True, timeout: float = 600, **options: Any) -> CompletedProcess[str]:
+        return run_command(*args, cwd=self.root, env=self.env, check=check, timeout=timeout, **options)
 
     def params(self) -> dict:
         return yaml.safe_load((self.root / "params.yaml").read_text())
@@ -313,7 +316,7 @@ def tiny_baseline(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> P
 def tiny(tiny_baseline: Path, tmp_path: Path) -> Repo:
     """A private copy of the reproduced tiny pipeline: git history, DVC cache and outputs included."""
     root = tmp_path / "project"
-    shutil.copytree(tiny_baseline, root, symlinks=True)
+    copy_baseline(tiny_baseline, root)
     return Repo(root)
 
 
