@@ -32,12 +32,11 @@ def test_train_evaluate_and_experiments(tiny):
         assert path in shown
     assert "up to date" in tiny.run("dvc", "status").stdout
 
-    # One model's setting reruns only that model (plus the cheap aggregates and the params check).
+    # One model's setting changes only that model's training (and the params check): what `dvc repro` reruns,
+    # with the stages downstream of it (benchmarks/pipeline_noop.py runs it; the experiment below reruns all).
     tiny.set_params({"models": {"net2": {"epochs": 2}}})
-    ran = {
-        line.split("'")[1] for line in tiny.run("dvc", "repro").stdout.splitlines() if line.startswith("Running stage")
-    }
-    assert {"train@net2", "evaluate@net2"} <= ran <= {"check", "train@net2", "evaluate@net2", "ensemble", "report"}
+    changed = set(json.loads(tiny.run("dvc", "status", "--json").stdout))
+    assert "train@net2" in changed and changed <= {"check", "train@net2"}, changed
     tiny.commit("net2 for two epochs")
 
     # An experiment on a shared default reruns every model and shows up in metrics diff.
