@@ -31,6 +31,17 @@ from imgcls.train.recipe import ModelRecipe
 from study_runner import copy_baseline
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end tests first, then the slow ones, then unit tests, each group in file order.
+
+    Those take from seconds to minutes apiece, a unit test well under one; run last, a long one would keep
+    a worker busy long after the other ran out of tests.
+    """
+    items.sort(key=lambda item: 0 if item.get_closest_marker("e2e") else 1 if item.get_closest_marker("slow") else 2)
+
+
 _IGNORED_ANYWHERE = shutil.ignore_patterns(
     ".git", ".venv", "tests", "benchmarks", "cache", "tmp", "__pycache__", "*.egg-info"
 )

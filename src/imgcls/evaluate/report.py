@@ -14,7 +14,7 @@ from matplotlib.axes import Axes
 from torch import nn
 
 from imgcls.core.errors import ImgclsError, did_you_mean, first_of
-from imgcls.figures import plt, save_figure
+from imgcls.figures import mosaic, plt, save_figure
 from imgcls.train.batches import Channels, standardize
 
 FEATURE_CHANNELS = 8
@@ -52,22 +52,10 @@ def filter_grid(path: Path, conv: nn.Conv2d, title: str) -> None:
     spread = np.ptp(tiles, axis=(1, 2, 3), keepdims=True)
     tiles = (tiles - low) / np.where(spread > 0, spread, 1.0)
     fig, ax = plt.subplots(figsize=(columns * 0.6, rows * 0.6 + 0.4))
-    ax.imshow(_mosaic(tiles.transpose(0, 2, 3, 1), columns), interpolation="nearest")
+    ax.imshow(mosaic(tiles.transpose(0, 2, 3, 1), columns), interpolation="nearest")
     ax.axis("off")
     fig.suptitle(title, fontsize=9)
     save_figure(fig, path)
-
-
-def _mosaic(tiles: np.ndarray, columns: int) -> np.ndarray:
-    """(N, h, w, 3) tiles in rows of `columns`, a white gap of a fifth of a tile between them."""
-    count, height, width, _ = tiles.shape
-    gap = max(1, height // 5)
-    rows = -(-count // columns)
-    canvas = np.ones((rows * (height + gap) - gap, columns * (width + gap) - gap, 3))
-    for index, tile in enumerate(tiles):
-        top, left = (index // columns) * (height + gap), (index % columns) * (width + gap)
-        canvas[top : top + height, left : left + width] = tile
-    return canvas
 
 
 def _conv_outputs(model: nn.Module, inputs: torch.Tensor) -> dict[str, tuple[Shape, np.ndarray]]:
@@ -163,7 +151,7 @@ def _feature_row(ax: Axes, name: str, shape: Shape, channels: np.ndarray, image:
             low, spread = channel.min(), np.ptp(channel)
             scaled = (channel - low) / (spread if spread > 0 else 1.0)
             tiles[index] = VIRIDIS(cv2.resize(scaled, (width, height), interpolation=cv2.INTER_NEAREST))[..., :3]
-        ax.imshow(_mosaic(tiles, FEATURE_CHANNELS + 1), interpolation="nearest")
+        ax.imshow(mosaic(tiles, FEATURE_CHANNELS + 1), interpolation="nearest")
 
 
 def feature_maps(
