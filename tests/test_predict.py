@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -16,7 +18,7 @@ import torch
 import yaml
 
 from conftest import run_command
-from imgcls.commands.predict import image_files, predict_files, preprocess
+from imgcls.commands.predict import image_files, main, predict_files, preprocess
 from imgcls.core.errors import ImgclsError
 from imgcls.core.params import resolve_model
 from imgcls.data.coco import Selected
@@ -104,7 +106,17 @@ def pipeline_images(sources: list[Path], work: Path, resize: str) -> np.ndarray:
 
 
 def run_cli(project: Path, *args: str) -> CompletedProcess[str]:
-    return run_command(IMGCLS, "predict", "--params", "params.yaml", "--models-dir", "models", *args, cwd=project)
+    """`imgcls predict` with the project's params and models, in this process: the console script calls this same
+    `main`, and a process of its own would spend seconds importing torch (the checkpoint test starts the real one)."""
+    argv = ["predict", "--params", "params.yaml", "--models-dir", "models", *args]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.chdir(project), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            main(argv)
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+    return CompletedProcess(["imgcls", *argv], code, stdout.getvalue(), stderr.getvalue())
 
 
 def test_folders_are_searched_for_image_files_only(project):
@@ -150,7 +162,6 @@ def test_top_k_beyond_the_class_count_lists_every_class(project):
     assert sum(p for _, p in prediction.top) == pytest.approx(1, abs=1e-5)
 
 
-@pytest.mark.slow
 def test_cli_prints_a_line_per_image_and_json(project):
     expected = predict_files([project / "images"], rebuild_trained(project / "models/net1/best.pt"), top_k=2)
 
@@ -170,7 +181,6 @@ def test_cli_prints_a_line_per_image_and_json(project):
     ]
 
 
-@pytest.mark.slow
 def test_bad_files_are_named_and_the_others_still_predicted(project):
     (project / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     result = run_cli(project, "--model", "net1", "broken.png", "images/a.png", "missing.jpg", "--json")
@@ -203,7 +213,6 @@ def test_bad_files_are_named_and_the_others_still_predicted(project):
     ],
     ids=["missing-checkpoint", "unknown-model", "empty-folder", "top-k-0"],
 )
-@pytest.mark.slow
 def test_unusable_input_is_one_line(project, setup, args, message):
     setup(project)
     result = run_cli(project, *args)
@@ -214,11 +223,12 @@ def test_unusable_input_is_one_line(project, setup, args, message):
 
 @pytest.mark.slow
 def test_a_checkpoint_alone_predicts_anywhere_as_in_the_repository(project, tmp_path_factory):
-    """A best.pt handed to someone: no params.yaml, no data folder, and `python -m imgcls` works like `imgcls`."""
+    """A best.pt handed to someone: no params.yaml, no data folder, and `python -m imgcls` works like the `imgcls`
+    console script (both started for real here)."""
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     (elsewhere / "best.pt").write_bytes((project / "models/net1/best.pt").read_bytes())
     images = str(project / "images")
-    in_repo = run_cli(project, "--model", "net1", "--json", images)
+    in_repo = run_command(IMGCLS, "predict", "--model", "net1", "--models-dir", "models", "--json", images, cwd=project)
     handed = run_command(
         sys.executable, "-m", "imgcls", "predict", "--checkpoint", "best.pt", "--json", images, cwd=elsewhere
     )
@@ -228,7 +238,6 @@ def test_a_checkpoint_alone_predicts_anywhere_as_in_the_repository(project, tmp_
     assert sorted(p.name for p in elsewhere.iterdir()) == ["best.pt"], "nothing written beside it"
 
 
-@pytest.mark.slow
 def test_edited_params_are_named_once_and_the_recipe_still_used(project):
     before = predict_files([project / "images"], rebuild_trained(project / "models/net1/best.pt"))
     params_file(project, normalize_mean=[0.485, 0.456, 0.406])
@@ -244,7 +253,6 @@ def test_edited_params_are_named_once_and_the_recipe_still_used(project):
     ]
 
 
-@pytest.mark.slow
 def test_class_names_come_from_the_checkpoint(project):
     """Categories reordered in params.yaml after training: the names stay those the model learnt."""
     expected = predict_files([project / "images"], rebuild_trained(project / "models/net1/best.pt"))
@@ -258,7 +266,6 @@ def test_class_names_come_from_the_checkpoint(project):
     assert result.stderr.startswith('warning: extract.categories: params.yaml has ["fish", "bird", "dog", "cat"]')
 
 
-@pytest.mark.slow
 def test_unusable_checkpoints_and_files_are_one_line(project):
     os.mkfifo(project / "pipe.png")
     old = project / "old.pt"
