@@ -31,6 +31,10 @@ from imgcls.train.recipe import ModelRecipe
 from study_runner import copy_baseline
 
 REPO = Path(__file__).resolve().parents[1]
+# pytest-xdist runs a worker per core. With torch's default of a thread per core in every worker and in every
+# process a test starts, they would fight over the cores, idle threads spinning: one thread each.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
