@@ -47,11 +47,17 @@ def _tile_origin(index: int, columns: int, height: int, width: int, title_room: 
     return row * (height + above + gap) + above, column * (width + max(1, width // 5))
 
 
+def min_max(values: np.ndarray, axis: int | tuple[int, ...] | None = None) -> np.ndarray:
+    """`values` scaled to [0, 1] over `axis` (all of it by default), as imshow scales a map; constant is 0."""
+    low = values.min(axis=axis, keepdims=True)
+    spread = np.ptp(values, axis=axis, keepdims=True)
+    return (values - low) / np.where(spread > 0, spread, 1.0)
+
+
 def _unit_rgb(image: np.ndarray) -> np.ndarray:
     """An image as imshow shows it, in [0, 1] RGB: gray min-max scaled (its gray map), integer RGB over 255."""
     if image.ndim == 2:
-        low, spread = float(image.min()), float(np.ptp(image))
-        return np.repeat(((image - low) / (spread if spread > 0 else 1.0))[..., None], 3, axis=2)
+        return np.repeat(min_max(image)[..., None], 3, axis=2)
     return image / 255.0 if np.issubdtype(image.dtype, np.integer) else np.clip(image, 0.0, 1.0)
 
 

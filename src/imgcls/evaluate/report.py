@@ -14,7 +14,7 @@ from matplotlib.axes import Axes
 from torch import nn
 
 from imgcls.core.errors import ImgclsError, did_you_mean, first_of
-from imgcls.figures import mosaic, plt, save_figure
+from imgcls.figures import min_max, mosaic, plt, save_figure
 from imgcls.train.batches import Channels, standardize
 
 FEATURE_CHANNELS = 8
@@ -48,9 +48,7 @@ def filter_grid(path: Path, conv: nn.Conv2d, title: str) -> None:
     columns = min(16, count)
     rows = -(-count // columns)
     tiles = weights if weights.shape[1] == 3 else np.repeat(weights[:, :1], 3, axis=1)
-    low = tiles.min(axis=(1, 2, 3), keepdims=True)
-    spread = np.ptp(tiles, axis=(1, 2, 3), keepdims=True)
-    tiles = (tiles - low) / np.where(spread > 0, spread, 1.0)
+    tiles = min_max(tiles, axis=(1, 2, 3))
     fig, ax = plt.subplots(figsize=(columns * 0.6, rows * 0.6 + 0.4))
     ax.imshow(mosaic(tiles.transpose(0, 2, 3, 1), columns), interpolation="nearest")
     ax.axis("off")
@@ -143,15 +141,14 @@ def _feature_row(ax: Axes, name: str, shape: Shape, channels: np.ndarray, image:
         label += ": maps of 2x2 or smaller, not drawn"
     # Left-aligned, so a long label runs on over the row's empty title space instead of overlapping both sides.
     ax.set_title(label, fontsize=7, loc="left")
+    if not _drawable(shape):
+        return
     height, width = image.shape[:2]
     tiles = np.ones((FEATURE_CHANNELS + 1, height, width, 3))  # white where a layer has fewer channels
-    if _drawable(shape):
-        tiles[0] = image / 255.0
-        for index, channel in enumerate(channels, start=1):
-            low, spread = channel.min(), np.ptp(channel)
-            scaled = (channel - low) / (spread if spread > 0 else 1.0)
-            tiles[index] = VIRIDIS(cv2.resize(scaled, (width, height), interpolation=cv2.INTER_NEAREST))[..., :3]
-        ax.imshow(mosaic(tiles, FEATURE_CHANNELS + 1), interpolation="nearest")
+    tiles[0] = image / 255.0
+    for index, scaled in enumerate(min_max(channels, axis=(1, 2)), start=1):
+        tiles[index] = VIRIDIS(cv2.resize(scaled, (width, height), interpolation=cv2.INTER_NEAREST))[..., :3]
+    ax.imshow(mosaic(tiles, FEATURE_CHANNELS + 1), interpolation="nearest")
 
 
 def feature_maps(
