@@ -66,3 +66,10 @@ def test_finetune_mistakes_that_dvc_would_report_first_are_named(tmp_path):
         "error: finetune.d.from: 'd' is this entry itself; "
         "name the key of models: whose trained best.pt it starts from",
     ]
+
+
+def test_the_check_loads_no_torch(tmp_path):
+    """`imgcls check` is the quick look before `dvc repro`: its parser and checks stay clear of torch."""
+    probe = "import sys; from imgcls.commands.cli import main; main(sys.argv[1:]); print('torch' in sys.modules)"
+    result = run_command(sys.executable, "-c", probe, "check", "--params", REPO / "params.yaml", check=True)
+    assert result.stdout.splitlines()[-1] == "False", result.stdout

@@ -18,7 +18,8 @@ import torch
 import yaml
 
 from conftest import run_command
-from imgcls.commands.predict import image_files, main, predict_files, preprocess
+from imgcls.commands.cli import main
+from imgcls.commands.predict import image_files, predict_files, preprocess
 from imgcls.core.errors import ImgclsError
 from imgcls.core.params import resolve_model
 from imgcls.data.coco import Selected

@@ -1,5 +1,5 @@
 """`python -m imgcls ...` runs the `imgcls` command."""
 
-from imgcls.commands.predict import main
+from imgcls.commands.cli import main
 
 main()

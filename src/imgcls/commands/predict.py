@@ -14,8 +14,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from imgcls.commands.check import add_check_command
-from imgcls.core.cli import stage_main
 from imgcls.core.errors import ImgclsError
 from imgcls.core.params import ExtractParams, NormalizeParams, TrainParams, load_params, resolve_model
 from imgcls.data.folder import IMAGE_SUFFIXES
@@ -142,7 +140,8 @@ def _as_json(prediction: Prediction) -> dict[str, object]:
     return {"path": str(prediction.path), "top": [{"class": name, "probability": p} for name, p in prediction.top]}
 
 
-def _run(args: argparse.Namespace) -> None:
+def run_predict(args: argparse.Namespace) -> None:
+    """`imgcls predict` with the arguments `imgcls.commands.cli` parsed."""
     if args.model is None:
         trained = rebuild_trained(args.checkpoint)
     else:
@@ -165,43 +164,3 @@ def _run(args: argparse.Namespace) -> None:
     if failed:
         print(f"error: {failed} of {len(predictions)} files could not be read", file=sys.stderr)
         sys.exit(1)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """The `imgcls` command; bad input ends in one line on stderr and exit code 1."""
-    parser = argparse.ArgumentParser(prog="imgcls", description="imgcls: use the models the pipeline trained.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    command = commands.add_parser("predict", help="top-k classes for new images", description=__doc__)
-    which = command.add_mutually_exclusive_group(required=True)
-    which.add_argument(
-        "--checkpoint", type=Path, help="a best.pt from any pipeline run: needs nothing else, no repository"
-    )
-    which.add_argument(
-        "--model", help="a key of params.yaml's models: in this repository (its data/models/<model>/best.pt)"
-    )
-    command.add_argument("images", nargs="+", type=Path, help="image files, or folders searched recursively")
-    command.add_argument(
-        "--params",
-        type=Path,
-        default=Path("params.yaml"),
-        help="with --model: the params file, compared to the checkpoint's recipe",
-    )
-    command.add_argument(
-        "--models-dir",
-        type=Path,
-        default=Path("data/models"),
-        help="with --model: the train stages' folder (<model>/best.pt)",
-    )
-    command.add_argument(
-        "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="where the model runs"
-    )
-    command.add_argument("--top-k", type=int, default=3, help="classes shown per image")
-    command.add_argument("--json", action="store_true", help="print a JSON list instead of one line per image")
-    command.set_defaults(run=_run)
-    add_check_command(commands)
-    args = parser.parse_args(argv)
-    stage_main(lambda: args.run(args))
-
-
-if __name__ == "__main__":
-    main()
