@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 
 import torch
@@ -24,20 +22,6 @@ class Process:
     @property
     def is_writer(self) -> bool:
         return self.rank == 0
-
-
-def launched_by_torchrun() -> bool:
-    return "WORLD_SIZE" in os.environ
-
-
-def relaunch_under_torchrun(nproc: int, argv: list[str]) -> int:
-    """Run this same command as `torchrun --standalone --nproc-per-node=nproc ...`; return its exit code.
-
-    Stages validate their params first and only then relaunch, so a bad setting is one clear
-    line rather than torchrun's failure report.
-    """
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *argv]
-    return subprocess.run(command).returncode
 
 
 def start(device_type: str) -> Process:
