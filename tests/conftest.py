@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import json
 import os
 import re
+import runpy
 import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from subprocess import CompletedProcess
 from typing import Any
@@ -134,6 +138,23 @@ def run_command(*args: object, timeout: float = 120, check: bool = False, **opti
     return result
 
 
+def run_in_process(main: Callable[[], object], argv: Sequence[str], cwd: Path) -> CompletedProcess[str]:
+    """A command line's `main` run in this process, in `cwd` with `argv`: streams and exit status as run_command
+    reports them, without the seconds a new process spends importing torch."""
+    command = [str(arg) for arg in argv]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code, saved = 0, sys.argv
+    sys.argv = command
+    with contextlib.chdir(cwd), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            main()
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+        finally:
+            sys.argv = saved
+    return CompletedProcess(command, code, stdout.getvalue(), stderr.getvalue())
+
+
 # Runs a stage script after `exec`-ing argv[1] (a sabotage: a full disk, a SIGKILL at the next rename).
 SABOTAGE_LAUNCHER = (
     "import runpy, sys\nexec(sys.argv[1])\nsys.argv = sys.argv[2:]\nrunpy.run_path(sys.argv[0], run_name='__main__')\n"
@@ -151,6 +172,14 @@ def run_stage(
     python = [sys.executable, "-c", SABOTAGE_LAUNCHER, sabotage] if sabotage else [sys.executable]
     script = REPO / "stages" / f"{stage}.py"
     return run_command(*python, script, "--params", params, *args, **{"cwd": params.parent, **options})
+
+
+def run_stage_in_process(stage: str, params: Path, *args: object) -> CompletedProcess[str]:
+    """`run_stage` in this process: for the stages that import torch anyway (evaluate, report), whose refusals
+    would otherwise cost a process start each. Sabotaged runs and process limits need run_stage."""
+    script = REPO / "stages" / f"{stage}.py"
+    run = functools.partial(runpy.run_path, str(script), run_name="__main__")
+    return run_in_process(run, [script, "--params", params, *args], params.parent)
 
 
 def run_train_stage(

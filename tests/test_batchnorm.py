@@ -6,7 +6,7 @@ import torch
 import yaml
 from torch import nn
 
-from conftest import processed_folder, run_stage, save_trained
+from conftest import processed_folder, run_stage_in_process, save_trained
 from imgcls.core.params import TrainParams
 from imgcls.data.packed import PackedSplit
 from imgcls.models.registry import build_model
@@ -138,7 +138,6 @@ def test_models_without_batchnorm_are_left_alone():
     assert not calls and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-@pytest.mark.slow
 def test_evaluate_warns_when_every_test_image_gets_one_class(tmp_path):
     processed = tmp_path / "processed"
     rng = np.random.default_rng(0)
@@ -157,7 +156,7 @@ def test_evaluate_warns_when_every_test_image_gets_one_class(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"train": {"device": "cpu"}, "models": {"net1": {}}}))
     save_trained(tmp_path / "best.pt", model, params, "net1", classes, 16)
-    result = run_stage(
+    result = run_stage_in_process(
         "evaluate",
         params,
         "--model",
@@ -174,7 +173,6 @@ def test_evaluate_warns_when_every_test_image_gets_one_class(tmp_path):
         tmp_path / "net1.csv",
         "--figures",
         tmp_path / "figures",
-        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "warning: evaluate@net1: every test image was predicted as 'dog'" in result.stderr

@@ -19,7 +19,7 @@ from conftest import (
     assert_one_line_error,
     die_after_first_epoch,
     leftovers,
-    run_stage,
+    run_stage_in_process,
     run_train_stage,
     striped_processed,
     write_params,
@@ -118,13 +118,12 @@ def test_a_foreign_or_broken_checkpoint_is_refused_by_name(tmp_path, case):
 
 
 @pytest.mark.parametrize("case", ["another model's weights", "truncated file"])
-@pytest.mark.slow
 def test_evaluate_refuses_a_foreign_or_broken_checkpoint_in_one_line(tmp_path, case):
     make, message = CHECKPOINTS[case]
     checkpoint = tmp_path / "best.pt"
     make(checkpoint)
     out = tmp_path / "out"
-    result = run_stage(
+    result = run_stage_in_process(
         "evaluate",
         write_params(tmp_path, STAGE_PARAMS),
         "--model",
@@ -148,7 +147,7 @@ def test_evaluate_refuses_a_foreign_or_broken_checkpoint_in_one_line(tmp_path, c
 
 def run_report(params: Path, root: Path, models: Path, out: Path) -> CompletedProcess[str]:
     """The report stage on `root`'s split output and `models`, writing under `out`; the other inputs need not exist."""
-    return run_stage(
+    return run_stage_in_process(
         "report", params, "--processed", striped_processed(root), "--models-dir", models,
         "--predictions", root / "predictions", "--ensemble-predictions", root / "ensemble.csv",
         "--details", root / "details", "--train-metrics", root / "train", "--out", out / "report.md",
@@ -157,7 +156,6 @@ def run_report(params: Path, root: Path, models: Path, out: Path) -> CompletedPr
     )  # fmt: skip
 
 
-@pytest.mark.slow
 def test_report_refuses_a_broken_checkpoint_in_one_line_and_writes_nothing(tmp_path):
     make, message = CHECKPOINTS["truncated file"]
     models = tmp_path / "models"
@@ -170,7 +168,6 @@ def test_report_refuses_a_broken_checkpoint_in_one_line_and_writes_nothing(tmp_p
     assert list(out.iterdir()) == [], "no report and no temporary folder"
 
 
-@pytest.mark.slow
 def test_report_refuses_a_feature_image_past_the_test_split_naming_its_size(tmp_path):
     out = tmp_path / "out"
     out.mkdir()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
@@ -17,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import run_command
+from conftest import run_command, run_in_process
 from imgcls.commands.cli import main
 from imgcls.commands.predict import image_files, predict_files, preprocess
 from imgcls.core.errors import ImgclsError
@@ -108,16 +106,9 @@ def pipeline_images(sources: list[Path], work: Path, resize: str) -> np.ndarray:
 
 def run_cli(project: Path, *args: str) -> CompletedProcess[str]:
     """`imgcls predict` with the project's params and models, in this process: the console script calls this same
-    `main`, and a process of its own would spend seconds importing torch (the checkpoint test starts the real one)."""
+    `main` (the checkpoint test starts the real one)."""
     argv = ["predict", "--params", "params.yaml", "--models-dir", "models", *args]
-    stdout, stderr = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.chdir(project), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            main(argv)
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
-    return CompletedProcess(["imgcls", *argv], code, stdout.getvalue(), stderr.getvalue())
+    return run_in_process(lambda: main(argv), ["imgcls", *argv], project)
 
 
 def test_folders_are_searched_for_image_files_only(project):
