@@ -21,7 +21,9 @@ $(BIN)/python:
 # as pip does: the hashes decide what is installed. The machine's constraint file is not passed
 # (uv refuses a requirement without == under --require-hashes); `make lock` applied it to the lock.
 # --compile-bytecode writes the .pyc files pip writes by default: without them, where
-# PYTHONDONTWRITEBYTECODE is set, every process compiled torch's modules again at import.
+# PYTHONDONTWRITEBYTECODE is set, every process compiled torch's modules again at import. The
+# editable install leaves imgcls itself as sources, so compileall does the same for src/ (a later
+# edit only makes Python compile that module in memory again, as it did before).
 $(STAMP): $(BIN)/python $(LOCK) pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --upgrade --target $(UV_DIR) uv==$(UV_VERSION)
@@ -31,6 +33,7 @@ $(STAMP): $(BIN)/python $(LOCK) pyproject.toml
 	$(UV) pip install --quiet --python $(BIN)/python --index-strategy unsafe-best-match $$sources \
 		--require-hashes --no-deps --compile-bytecode -r $(LOCK)
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
+	$(BIN)/python -m compileall -q src
 	touch $(STAMP)
 
 install: $(STAMP)
