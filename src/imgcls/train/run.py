@@ -34,7 +34,7 @@ class TrainFiles:
 
     processed: Path  # val split, classes.json, preprocessing.json
     train_data: Path  # packed train arrays (the augment stage's output)
-    out: Path  # best.pt, last.pt
+    out: Path  # an existing folder, for best.pt and last.pt
     live: Path  # dvclive's folder
     init: Path | None  # a finetune's starting best.pt
     stage_script: Path  # hashed into the run's fingerprint with the imgcls modules it imports
@@ -72,7 +72,6 @@ def train_model(settings: ModelSettings, files: TrainFiles, device: torch.device
         wrapped = distributed.wrap(module, device)
         return torch.compile(wrapped) if train.compile else wrapped
 
-    files.out.mkdir(parents=True, exist_ok=True)
     live = Live(dir=str(files.live), dvcyaml=False, save_dvc_exp=False) if process.is_writer else None
     with live if live is not None else contextlib.nullcontext():
         if live is not None:
