@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 import zipfile
 
 import pytest
 
-from conftest import Repo
+from conftest import Repo, run_in_process
+from imgcls.commands.cli import main
 
 pytestmark = pytest.mark.e2e
 
@@ -35,8 +35,13 @@ def split_images(repo: Repo) -> tuple[list[str], list[str]]:
 
 
 def predict(repo: Repo, files: list[str]) -> tuple[list[str], list[str]]:
-    """Top-1 class per file from `python -m imgcls predict --model net1`, and its stderr lines."""
-    result = repo.run(sys.executable, "-m", "imgcls", "predict", "--model", "net1", "--json", "--top-k", "1", *files)
+    """Top-1 class per file from `imgcls predict --model net1` in the repository, and its stderr lines.
+
+    Run in this process: test_predict starts the real command, whose `main` this is.
+    """
+    argv = ["predict", "--model", "net1", "--json", "--top-k", "1", *files]
+    result = run_in_process(lambda: main(argv), ["imgcls", *argv], repo.root)
+    assert result.returncode == 0, result.stderr
     return [entry["top"][0]["class"] for entry in json.loads(result.stdout)], result.stderr.splitlines()
 
 
