@@ -51,9 +51,7 @@ def main() -> None:
     use_cpu_kernels(settings.train.cpu_kernels)  # before the first torch operation, which fixes the kernels for good
     if settings.train.nproc > 1 and not launched_by_torchrun():
         sys.exit(relaunch_under_torchrun(settings.train.nproc, sys.argv))
-    args.out.mkdir(parents=True, exist_ok=True)
-    # torch, scikit-learn and dvclive load only now: a refused setting, an output folder that cannot be made or a
-    # torchrun launcher never waits for them.
+    # torch, scikit-learn and dvclive load only now: a refused setting or a torchrun launcher never waits for them.
     from imgcls.train.run import TrainFiles, train_stage
 
     train_stage(settings, TrainFiles(args.processed, args.train_data, args.out, args.live, args.init, Path(__file__)))

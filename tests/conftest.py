@@ -175,8 +175,8 @@ def run_stage(
 
 
 def run_stage_in_process(stage: str, params: Path, *args: object) -> CompletedProcess[str]:
-    """`run_stage` in this process: for the stages that import torch anyway (evaluate, report), whose refusals
-    would otherwise cost a process start each. Sabotaged runs and process limits need run_stage."""
+    """`run_stage` in this process: for refusals of stages that import torch, which would otherwise cost a process
+    start each. Sabotaged runs, process limits and runs that train need run_stage."""
     script = REPO / "stages" / f"{stage}.py"
     run = functools.partial(runpy.run_path, str(script), run_name="__main__")
     return run_in_process(run, [script, "--params", params, *args], params.parent)

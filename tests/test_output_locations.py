@@ -21,6 +21,7 @@ from conftest import (
     leftovers,
     run_augment,
     run_command,
+    run_stage_in_process,
     run_train_stage,
     striped_processed,
     write_params,
@@ -75,6 +76,16 @@ def test_train_into_a_read_only_folder_names_the_folder(tmp_path, read_only):
     result = run_train_stage(params, "net1", data, folder / "net1", tmp_path / "live", preexec_fn=preexec)
     assert_one_line_error(result, f"error: {folder / 'net1'}: Permission denied")
     assert list(folder.iterdir()) == []
+
+
+def test_train_with_a_missing_input_leaves_no_output_folder(tmp_path):
+    missing = tmp_path / "processed"
+    result = run_stage_in_process(
+        "train", write_params(tmp_path, STAGE_PARAMS), "--model", "net1", "--processed", missing,
+        "--train-data", missing / "train", "--out", tmp_path / "models" / "net1", "--live", tmp_path / "live",
+    )  # fmt: skip
+    assert_one_line_error(result, f"error: {missing / 'classes.json'}: not found")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"], "no models/ or live/ folder made"
 
 
 DISK_FULL = (

@@ -34,7 +34,7 @@ class TrainFiles:
 
     processed: Path  # val split, classes.json, preprocessing.json
     train_data: Path  # packed train arrays (the augment stage's output)
-    out: Path  # an existing folder, for best.pt and last.pt
+    out: Path  # best.pt, last.pt
     live: Path  # dvclive's folder
     init: Path | None  # a finetune's starting best.pt
     stage_script: Path  # hashed into the run's fingerprint with the imgcls modules it imports
@@ -72,6 +72,7 @@ def train_model(settings: ModelSettings, files: TrainFiles, device: torch.device
         wrapped = distributed.wrap(module, device)
         return torch.compile(wrapped) if train.compile else wrapped
 
+    files.out.mkdir(parents=True, exist_ok=True)  # after the inputs loaded: a refused one leaves no folder behind
     live = Live(dir=str(files.live), dvcyaml=False, save_dvc_exp=False) if process.is_writer else None
     with live if live is not None else contextlib.nullcontext():
         if live is not None:
