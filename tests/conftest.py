@@ -139,8 +139,9 @@ def run_command(*args: object, timeout: float = 120, check: bool = False, **opti
 
 
 def run_in_process(main: Callable[[], object], argv: Sequence[str], cwd: Path) -> CompletedProcess[str]:
-    """A command line's `main` run in this process, in `cwd` with `argv`: streams and exit status as run_command
-    reports them, without the seconds a new process spends importing torch."""
+    """A command line's `main` run in this process, in `cwd` with `argv` as sys.argv (where a console script's
+    `main` reads it): streams and exit status as run_command reports them, without the seconds a new process
+    spends importing torch."""
     command = [str(arg) for arg in argv]
     stdout, stderr = io.StringIO(), io.StringIO()
     code, saved = 0, sys.argv

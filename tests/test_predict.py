@@ -108,7 +108,7 @@ def run_cli(project: Path, *args: str) -> CompletedProcess[str]:
     """`imgcls predict` with the project's params and models, in this process: the console script calls this same
     `main` (the checkpoint test starts the real one)."""
     argv = ["predict", "--params", "params.yaml", "--models-dir", "models", *args]
-    return run_in_process(lambda: main(argv), ["imgcls", *argv], project)
+    return run_in_process(main, ["imgcls", *argv], project)
 
 
 def test_folders_are_searched_for_image_files_only(project):

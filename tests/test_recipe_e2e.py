@@ -40,7 +40,7 @@ def predict(repo: Repo, files: list[str]) -> tuple[list[str], list[str]]:
     Run in this process: test_predict starts the real command, whose `main` this is.
     """
     argv = ["predict", "--model", "net1", "--json", "--top-k", "1", *files]
-    result = run_in_process(lambda: main(argv), ["imgcls", *argv], repo.root)
+    result = run_in_process(main, ["imgcls", *argv], repo.root)
     assert result.returncode == 0, result.stderr
     return [entry["top"][0]["class"] for entry in json.loads(result.stdout)], result.stderr.splitlines()
 
