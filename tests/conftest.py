@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from subprocess import CompletedProcess
 from typing import Any
@@ -32,7 +32,7 @@ from imgcls.data.preprocessing import Preprocessing
 from imgcls.models.names import MODEL_NAMES
 from imgcls.train.checkpoint import save_checkpoint
 from imgcls.train.recipe import ModelRecipe
-from study_runner import copy_baseline
+from study_runner import changed_since, copy_baseline, linked_files
 
 REPO = Path(__file__).resolve().parents[1]
 # pytest-xdist runs a worker per core. With torch's default of a thread per core in every worker and in every
@@ -358,11 +358,18 @@ def tiny_baseline(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> P
 
 
 @pytest.fixture
-def tiny(tiny_baseline: Path, tmp_path: Path) -> Repo:
-    """A private copy of the reproduced tiny pipeline: git history, DVC cache and outputs included."""
+def tiny(tiny_baseline: Path, tmp_path: Path) -> Iterator[Repo]:
+    """A private copy of the reproduced tiny pipeline: git history, DVC cache and outputs included.
+
+    Its data/ and DVC cache are hard links to the baseline's, which every test shares: one written in
+    place rather than replaced fails the test that wrote it.
+    """
     root = tmp_path / "project"
+    before = linked_files(tiny_baseline)
     copy_baseline(tiny_baseline, root)
-    return Repo(root)
+    yield Repo(root)
+    changed = changed_since(tiny_baseline, before)
+    assert not changed, f"written in place, so changed for every later test too: {changed}"
 
 
 class Killed(Exception):

@@ -67,14 +67,21 @@ def reproduce(root: Path, everything: bool = False) -> list[str]:
     return ran
 
 
-def copy_baseline(baseline: Path, root: Path) -> None:
-    """A copy of the baseline whose DVC cache and sample scans are hard links, the rest copied.
+# What a study links to rather than copies: see copy_baseline.
+LINKED = (".dvc/cache", "data")
 
-    DVC writes a cache file once, under its hash, and never rewrites it; the sample stage writes a new
-    data/raw folder and renames it into place. The workspace, params.yaml and DVC's state database are
-    edited in place, so they are copied. Copying the 3,300 linked files took seconds per study.
+
+def copy_baseline(baseline: Path, root: Path) -> None:
+    """A copy of the baseline whose DVC cache and data/ are hard links, the rest copied.
+
+    DVC writes a cache file once, under its hash, and never rewrites it; every stage writes its data/
+    files to a temporary path and renames it into place (imgcls.core.atomic), so a study replaces the
+    link and leaves the baseline's file alone. metrics/ (dvclive rewrites its files), params.yaml,
+    dvc.lock and DVC's state database are edited in place, so they are copied. A linked file keeps its
+    inode and mtime, so DVC's state database knows its hash; copied checkpoints were hashed again,
+    and copying them (200 MB a study) took over a second.
     """
-    shared = (baseline / ".dvc" / "cache", baseline / "data" / "raw")
+    shared = [baseline / folder for folder in LINKED]
 
     def copy(source: str, target: str) -> None:
         if any(Path(source).is_relative_to(folder) for folder in shared):
@@ -86,6 +93,22 @@ def copy_baseline(baseline: Path, root: Path) -> None:
         shutil.copy2(source, target)
 
     shutil.copytree(baseline, root, symlinks=True, copy_function=copy)
+
+
+def linked_files(baseline: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every file a study links to: a study writing into one would change the next studies."""
+    return {
+        str(path): (path.stat().st_size, path.stat().st_mtime_ns)
+        for folder in LINKED
+        for path in (baseline / folder).rglob("*")
+        if path.is_file()
+    }
+
+
+def changed_since(baseline: Path, before: dict[str, tuple[int, int]]) -> list[str]:
+    """The linked files written, added or deleted since `before` was taken with linked_files."""
+    after = linked_files(baseline)
+    return sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
 
 
 def run_study(baseline: Path, root: Path, overrides: list[str]) -> dict:
@@ -110,11 +133,15 @@ def main() -> None:
         return
     work, studies, results_path = rest
     results = {}
+    before = linked_files(baseline)
     for index, study in enumerate(json.loads(studies.read_text())):
         try:
             results[study["name"]] = run_study(baseline, work / f"study{index}", study["overrides"])
         except Exception:
             results[study["name"]] = {"error": traceback.format_exc()}
+    changed = changed_since(baseline, before)
+    if changed:
+        raise RuntimeError(f"the studies wrote into files they share with the baseline (see copy_baseline): {changed}")
     results_path.write_text(json.dumps(results))
 
 
