@@ -6,7 +6,21 @@ import time
 
 import pytest
 
+from conftest import Repo
+
 pytestmark = pytest.mark.e2e
+
+
+def follow_to_the_end(repo: Repo, name: str, deadline: float) -> None:
+    """`dvc queue logs --follow` returns when the experiment's process ends, rather than polling `dvc queue status`
+    (a second of CPU each time, taken from the experiments); asked again while no worker has picked it up yet."""
+    while True:
+        result = repo.run(
+            "dvc", "queue", "logs", "--follow", name, check=False, timeout=max(deadline - time.monotonic(), 1)
+        )
+        if "has not been started" not in result.stderr or time.monotonic() > deadline:
+            return
+        time.sleep(1)
 
 
 def test_queued_experiments_run_in_parallel_and_travel_through_a_local_remote(tiny, tmp_path):
@@ -24,11 +38,9 @@ def test_queued_experiments_run_in_parallel_and_travel_through_a_local_remote(ti
     # The workers it starts outlive it; given its pipes, they would hold this call until the queue is empty.
     tiny.run("dvc", "queue", "start", "-j", "2", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 420
-    while time.monotonic() < deadline:
-        time.sleep(5)  # each `dvc queue status` costs a second of CPU that the two experiments share
-        status = tiny.run("dvc", "queue", "status").stdout
-        if "Queued" not in status and "Running" not in status:
-            break
+    for name in ("lr-0.01", "lr-0.02"):
+        follow_to_the_end(tiny, name, deadline)
+    status = tiny.run("dvc", "queue", "status").stdout
     tiny.run("dvc", "queue", "stop", "--kill", check=False)
     assert status.count("Success") == 2, status
     experiments = json.loads(tiny.run("dvc", "exp", "show", "--json").stdout)
