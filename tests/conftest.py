@@ -12,6 +12,7 @@ import runpy
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -143,10 +144,9 @@ def run_in_process(main: Callable[[], object], argv: Sequence[str], cwd: Path) -
     `main` reads it): streams and exit status as run_command reports them, without the seconds a new process
     spends importing torch."""
     command = [str(arg) for arg in argv]
-    stdout, stderr = io.StringIO(), io.StringIO()
     code, saved = 0, sys.argv
     sys.argv = command
-    with contextlib.chdir(cwd), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+    with contextlib.chdir(cwd), captured(1, "stdout") as stdout, captured(2, "stderr") as stderr:
         try:
             main()
         except SystemExit as exit_:
@@ -154,6 +154,26 @@ def run_in_process(main: Callable[[], object], argv: Sequence[str], cwd: Path) -
         finally:
             sys.argv = saved
     return CompletedProcess(command, code, stdout.getvalue(), stderr.getvalue())
+
+
+@contextlib.contextmanager
+def captured(fd: int, name: str) -> Iterator[io.StringIO]:
+    """What sys.`name` and file descriptor `fd` receive meanwhile, in the order written: a library's C code
+    (OpenCV's log) writes to the descriptor, as it would in a process of its own."""
+    text, saved_stream, saved_fd = io.StringIO(), getattr(sys, name), os.dup(fd)
+    saved_stream.flush()
+    with tempfile.TemporaryFile() as file, open(fd, "w", buffering=1, closefd=False) as stream:
+        os.dup2(file.fileno(), fd)
+        setattr(sys, name, stream)
+        try:
+            yield text
+        finally:
+            stream.flush()
+            setattr(sys, name, saved_stream)
+            os.dup2(saved_fd, fd)
+            os.close(saved_fd)
+            file.seek(0)
+            text.write(file.read().decode(errors="replace"))
 
 
 # Runs a stage script after `exec`-ing argv[1] (a sabotage: a full disk, a SIGKILL at the next rename).
@@ -176,8 +196,8 @@ def run_stage(
 
 
 def run_stage_in_process(stage: str, params: Path, *args: object) -> CompletedProcess[str]:
-    """`run_stage` in this process: for refusals of stages that import torch, which would otherwise cost a process
-    start each. Sabotaged runs, process limits and runs that train need run_stage."""
+    """`run_stage` in this process: a process of its own costs a stage its imports (scikit-learn's alone is over a
+    second, torch's two), often more than its work. Sabotaged runs, process limits and training need run_stage."""
     script = REPO / "stages" / f"{stage}.py"
     run = functools.partial(runpy.run_path, str(script), run_name="__main__")
     return run_in_process(run, [script, "--params", params, *args], params.parent)
@@ -193,17 +213,21 @@ def run_train_stage(
     )  # fmt: skip
 
 
-def run_extract(root: Path, extract: dict, **options: Any) -> CompletedProcess[str]:
-    """The extract stage on a params file holding only `extract`, writing `root`/out; `options` are run_command's."""
-    return run_stage("extract", write_params(root, {"extract": extract}), "--out", root / "out", **options)
+def run_extract(root: Path, extract: dict) -> CompletedProcess[str]:
+    """The extract stage on a params file holding only `extract`, writing `root`/out."""
+    return run_stage_in_process("extract", write_params(root, {"extract": extract}), "--out", root / "out")
 
 
 def run_augment(params: Path, processed: Path, out: Path, **options: Any) -> CompletedProcess[str]:
-    """The augment stage on a split stage's folder, writing train_augmented, augmented.csv and preview.png in `out`."""
-    return run_stage(
-        "augment", params, "--processed", processed, "--out", out / "train_augmented",
-        "--provenance", out / "augmented.csv", "--preview", out / "preview.png", **options,
+    """The augment stage on a split stage's folder, writing train_augmented, augmented.csv and preview.png in `out`.
+
+    In this process, unless `options` (run_stage's: a sabotage, a process limit) need a process of its own.
+    """
+    args = (
+        "--processed", processed, "--out", out / "train_augmented",
+        "--provenance", out / "augmented.csv", "--preview", out / "preview.png",
     )  # fmt: skip
+    return run_stage("augment", params, *args, **options) if options else run_stage_in_process("augment", params, *args)
 
 
 def write_params(root: Path, params: dict | str) -> Path:
@@ -437,4 +461,4 @@ class CocoCase:
 
     def run_extract(self) -> CompletedProcess[str]:
         self.write()
-        return run_stage("extract", self.root / "params.yaml", "--out", self.root / "out")
+        return run_stage_in_process("extract", self.root / "params.yaml", "--out", self.root / "out")

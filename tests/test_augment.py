@@ -71,7 +71,6 @@ def test_identity_affine_is_lossless():
     assert (random_affine(image, 0.0, 1.0, True) == image[:, ::-1]).all()
 
 
-@pytest.mark.slow
 def test_heavy_oversampling_is_warned_about_by_class_and_factor(tmp_path):
     out = tmp_path / "out"
     result = run_augment(

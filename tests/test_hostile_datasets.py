@@ -147,7 +147,6 @@ def write_jpeg(path: Path, value: int) -> None:
     assert cv2.imwrite(str(path), np.full((48, 64, 3), value, np.uint8))
 
 
-@pytest.mark.slow
 def test_real_shaped_coco_counts_what_each_rule_removed(tmp_path):
     """COCO's own shape (info, licenses, polygons, RLE crowds, large sparse ids) with every kind of image."""
     images_dir = tmp_path / "train2017"
@@ -307,7 +306,6 @@ def folder_extract(root: Path, categories: list[str]) -> dict:
     }
 
 
-@pytest.mark.slow
 def test_folder_hidden_and_unsupported_files_are_counted_not_read(tmp_path):
     root = tmp_path / "pets"
     make_folder(
@@ -346,7 +344,6 @@ def test_folder_hidden_and_unsupported_files_are_counted_not_read(tmp_path):
     )
 
 
-@pytest.mark.slow
 def test_folder_class_without_images_names_the_rules(tmp_path):
     root = tmp_path / "pets"
     make_folder(root, {"cat/a.png": GOOD_PNG, "dog/.c.png": GOOD_PNG, "dog/imageNotFound.gif": GIF})
@@ -354,7 +351,6 @@ def test_folder_class_without_images_names_the_rules(tmp_path):
     assert_refused(result, tmp_path, "dog", "hidden removed 1", "unsupported_extension removed 1")
 
 
-@pytest.mark.slow
 def test_folder_of_symlinks_inside_the_root_is_read(tmp_path):
     root = tmp_path / "pets"
     make_folder(root, {f".pool/{n}.png": distinct_png(n) for n in (1, 2, 3)})
@@ -366,7 +362,6 @@ def test_folder_of_symlinks_inside_the_root_is_read(tmp_path):
     assert {name: row["kept"] for name, row in selection(tmp_path).items()} == {"cat": 2, "dog": 1}
 
 
-@pytest.mark.slow
 def test_folder_symlink_leading_outside_the_root_is_refused(tmp_path):
     root = tmp_path / "pets"
     make_folder(root, {"cat/a.png": distinct_png(1), "dog/b.png": distinct_png(2)})

@@ -100,7 +100,6 @@ HOSTILE = {
 
 
 @pytest.mark.parametrize("breakage", list(HOSTILE), ids=list(HOSTILE))
-@pytest.mark.slow
 def test_extract_refuses_hostile_input(tmp_path, breakage):
     case = CocoCase(tmp_path)
     breaker, message = HOSTILE[breakage]
@@ -115,7 +114,6 @@ def test_extract_refuses_hostile_input(tmp_path, breakage):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")], "no temporary leftovers"
 
 
-@pytest.mark.slow
 def test_skip_mode_lists_skipped_images_with_reasons(tmp_path):
     case = CocoCase(tmp_path)
     case.params["extract"].update(on_bad_image="skip", max_bad_fraction=0.1)
@@ -130,7 +128,6 @@ def test_skip_mode_lists_skipped_images_with_reasons(tmp_path):
     assert len(manifest) == 1 + 38
 
 
-@pytest.mark.slow
 def test_a_picture_listed_twice_is_kept_once_and_counted(tmp_path):
     case = CocoCase(tmp_path)
     write_image(distinct_png(4), 1)(case)  # image 2, a dog, is image 4 under another name

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import run_stage, write_params
+from conftest import run_stage_in_process, write_params
 from imgcls.core.errors import ImgclsError
 from imgcls.core.params import parse_section
 from imgcls.data.splitting import assign_given
@@ -59,9 +59,9 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 def extract_and_normalize(root: Path, params: dict) -> None:
-    extracted = run_stage("extract", write_params(root, params), "--out", str(root / "extracted"))
+    extracted = run_stage_in_process("extract", write_params(root, params), "--out", str(root / "extracted"))
     assert extracted.returncode == 0, extracted.stderr
-    normalized = run_stage(
+    normalized = run_stage_in_process(
         "normalize",
         write_params(root, params),
         "--extracted",
@@ -73,7 +73,7 @@ def extract_and_normalize(root: Path, params: dict) -> None:
 
 
 def split(root: Path, params: dict, out: str) -> CompletedProcess[str]:
-    return run_stage(
+    return run_stage_in_process(
         "split", write_params(root, params), "--normalized", root / "normalized", "--out", root / out,
         "--near-duplicates", root / f"{out}_near_duplicates.csv",
     )  # fmt: skip
@@ -93,7 +93,6 @@ def folder_of(root: Path) -> dict[str, str]:
     return {row["id"]: row["source_file"].split("/")[0] for row in read_rows(root / "extracted" / "manifest.csv")}
 
 
-@pytest.mark.slow
 def test_manifests_carry_each_image_given_split(hymenoptera):
     root, _ = hymenoptera
     extracted = read_rows(root / "extracted" / "manifest.csv")
@@ -104,7 +103,6 @@ def test_manifests_carry_each_image_given_split(hymenoptera):
     assert normalized == {row["id"]: row["given_split"] for row in extracted}
 
 
-@pytest.mark.slow
 def test_given_keeps_train_turns_val_into_test_and_draws_val_from_train(hymenoptera):
     root, params = hymenoptera
     result = split(root, {**params, "split": {"method": "given"}}, "given")
@@ -123,7 +121,6 @@ def test_given_keeps_train_turns_val_into_test_and_draws_val_from_train(hymenopt
         assert {str(i) for i in np.load(root / "given" / name / "ids.npy").tolist()} == ids
 
 
-@pytest.mark.slow
 def test_stratified_resplits_across_the_given_folders(hymenoptera):
     root, params = hymenoptera
     result = split(root, {**params, "split": {"method": "stratified", "fractions": [0.6, 0.2, 0.2]}}, "stratified")
@@ -137,13 +134,12 @@ def test_stratified_resplits_across_the_given_folders(hymenoptera):
     assert (root / "default" / "splits.csv").read_bytes() == (root / "stratified" / "splits.csv").read_bytes()
 
 
-@pytest.mark.slow
 def test_per_category_samples_each_given_split_in_proportion(tmp_path):
     images = presplit_folder(tmp_path / "hymenoptera")
     (images / "train" / "ants" / ".thumb.png").write_bytes(b"")
     (images / "val" / "bees" / "imageNotFound.gif").write_bytes(b"GIF89a")
     params = folder_params(images, per_category=14)
-    result = run_stage("extract", write_params(tmp_path, params), "--out", str(tmp_path / "extracted"))
+    result = run_stage_in_process("extract", write_params(tmp_path, params), "--out", str(tmp_path / "extracted"))
     assert result.returncode == 0, result.stderr
     rows = read_rows(tmp_path / "extracted" / "manifest.csv")
     # ants 20 + 8 -> 10 + 4; bees 21 + 9 -> 9.8 + 4.2, the larger remainder rounding up -> 10 + 4
@@ -165,7 +161,7 @@ def test_per_category_samples_each_given_split_in_proportion(tmp_path):
         "pre-split dataset; each image's folder (train, val) is in the manifest's given_split column" in result.stdout
     )
 
-    too_many = run_stage(
+    too_many = run_stage_in_process(
         "extract", write_params(tmp_path, folder_params(images, per_category=29)), "--out", str(tmp_path / "too_many")
     )
     assert (
@@ -173,10 +169,9 @@ def test_per_category_samples_each_given_split_in_proportion(tmp_path):
     )
 
 
-@pytest.mark.slow
 def test_class_names_are_the_union_of_the_split_folders(tmp_path):
     images = presplit_folder(tmp_path / "hymenoptera", {**TRAIN_VAL, ("train", "wasps"): 3})
-    result = run_stage(
+    result = run_stage_in_process(
         "extract",
         write_params(tmp_path, folder_params(images, categories=["ants", "wasp"])),
         "--out",
@@ -197,17 +192,16 @@ def test_class_names_are_the_union_of_the_split_folders(tmp_path):
     assert not (tmp_path / "processed").exists()
 
 
-@pytest.mark.slow
 def test_a_root_mixing_split_and_class_folders_is_refused(tmp_path):
     images = presplit_folder(tmp_path / "hymenoptera")
     write_images(images / "ants", 2, 100)
-    result = run_stage("extract", write_params(tmp_path, folder_params(images)), "--out", str(tmp_path / "out"))
+    params = write_params(tmp_path, folder_params(images))
+    result = run_stage_in_process("extract", params, "--out", str(tmp_path / "out"))
     assert result.returncode != 0
     assert "extract.images" in result.stderr and "split folders (train, val) with other folders (ants)" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.slow
 def test_given_on_data_without_given_splits_is_refused(tmp_path):
     images = tmp_path / "flowers"
     write_images(images / "ants", 10, 0)
@@ -237,7 +231,6 @@ def copy_images(source: Path, target: Path, count: int) -> list[str]:
     return copies
 
 
-@pytest.mark.slow
 def test_identical_images_in_two_given_splits_stay_in_train_only(tmp_path):
     images = presplit_folder(tmp_path / "hymenoptera")
     copies = copy_images(images / "train" / "ants", images / "val" / "ants", 5)
@@ -254,11 +247,11 @@ def test_identical_images_in_two_given_splits_stay_in_train_only(tmp_path):
     assert not by_split["test"] & (by_split["train"] | by_split["val"]), "no picture in test is also in train or val"
 
 
-@pytest.mark.slow
 def test_identical_images_under_two_labels_are_refused(tmp_path):
     images = presplit_folder(tmp_path / "hymenoptera")
     [copy] = copy_images(images / "train" / "ants", images / "val" / "bees", 1)
-    result = run_stage("extract", write_params(tmp_path, folder_params(images)), "--out", str(tmp_path / "out"))
+    params = write_params(tmp_path, folder_params(images))
+    result = run_stage_in_process("extract", params, "--out", str(tmp_path / "out"))
     assert result.returncode != 0 and not (tmp_path / "out").exists()
     assert f"train/ants/000.png (ants) and {copy} (bees) are the same image under two labels" in result.stderr
 

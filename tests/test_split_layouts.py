@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import run_stage
+from conftest import run_stage_in_process
 from imgcls.core.errors import ImgclsError
 from imgcls.core.params import parse_section
 from imgcls.data.archive import ARCHIVE, write_archive
@@ -69,7 +69,7 @@ def normalized_folder(root: Path, per_class: int) -> Path:
 def run_split(root: Path, split: dict) -> CompletedProcess[str]:
     params = {"extract": {"annotations": "a.json", "images": "images", "categories": CLASSES}, "split": split}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    return run_stage(
+    return run_stage_in_process(
         "split",
         root / "params.yaml",
         "--normalized",
@@ -82,7 +82,6 @@ def run_split(root: Path, split: dict) -> CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("split", [{"fractions": [0.8, 0.2, 0.0]}, {"per_class": [12, 3, 0]}])
-@pytest.mark.slow
 def test_the_stage_without_a_test_split_puts_val_in_test_and_says_so(tmp_path, split):
     result = run_split(tmp_path, split)
     assert result.returncode == 0, result.stderr
@@ -95,7 +94,6 @@ def test_the_stage_without_a_test_split_puts_val_in_test_and_says_so(tmp_path, s
     assert (test.ids == val.ids).all() and not set(train.ids.tolist()) & set(val.ids.tolist())
 
 
-@pytest.mark.slow
 def test_the_stage_with_two_counts_sends_the_rest_to_test(tmp_path):
     result = run_split(tmp_path, {"per_class": [10, 3]})
     assert result.returncode == 0, result.stderr
