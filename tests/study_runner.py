@@ -97,12 +97,8 @@ def copy_baseline(baseline: Path, root: Path) -> None:
 
 def linked_files(baseline: Path) -> dict[str, tuple[int, int]]:
     """(size, mtime) of every file a study links to: a study writing into one would change the next studies."""
-    return {
-        str(path): (path.stat().st_size, path.stat().st_mtime_ns)
-        for folder in LINKED
-        for path in (baseline / folder).rglob("*")
-        if path.is_file()
-    }
+    files = (path for folder in LINKED for path in (baseline / folder).rglob("*") if path.is_file())
+    return {str(path): ((info := path.stat()).st_size, info.st_mtime_ns) for path in files}
 
 
 def changed_since(baseline: Path, before: dict[str, tuple[int, int]]) -> list[str]:
